@@ -1,0 +1,172 @@
+using TorchSharp;
+using TorchSharp.Modules;
+using static TorchSharp.torch;
+using static TorchSharp.torch.nn;
+
+namespace MlNetBn.Modules;
+
+/// <summary>
+/// LeNet with batch normalization after every conv/affine layer but the last, before the activation
+/// (Dive into Deep Learning's BNLeNet): Conv(C→6, k5) → BN → act → pool → Conv(6→16, k5) → BN → act → pool →
+/// Flatten → Linear(→120) → BN → act → Linear(120→84) → BN → act → Linear(84→classes).
+/// </summary>
+/// <remarks>
+/// Input is N×C×H×W, or N×(C·H·W) as ML.NET feature vectors arrive, which is viewed as N×C×H×W.
+/// Output is N×classes logits. Conv and linear weights are Xavier-uniform initialized as d2l does; their biases
+/// keep TorchSharp's default initialization.
+/// </remarks>
+public sealed class LeNetBnNetwork : Module<Tensor, Tensor>
+{
+    private const int KernelSize = 5;
+    private const int PoolSize = 2;
+    private static readonly int[] ConvChannels = [6, 16];
+    private static readonly int[] HiddenUnits = [120, 84];
+
+    private readonly Sequential layers;
+
+    /// <summary>Builds the network with freshly initialized weights.</summary>
+    /// <param name="architecture">Input shape, class count, BN kind, activation and pooling.</param>
+    /// <param name="seed">When given, seeds TorchSharp's global generator first so the initial weights are reproducible.</param>
+    public LeNetBnNetwork(LeNetBnArchitecture architecture, long? seed = null) : base(nameof(LeNetBnNetwork))
+    {
+        ArgumentNullException.ThrowIfNull(architecture);
+        Validate(architecture);
+        Architecture = architecture;
+        FlattenSize = ComputeFlattenSize(architecture.Input);
+        if (seed is { } s)
+            random.manual_seed(s);
+
+        var input = architecture.Input;
+        var modules = new List<(string, Module<Tensor, Tensor>)>
+        {
+            ("conv1", Conv2d(input.Channels, ConvChannels[0], KernelSize)),
+        };
+        AddNormalizedActivation(modules, "1", ConvChannels[0], convolutional: true);
+        modules.Add(("pool1", Pool()));
+        modules.Add(("conv2", Conv2d(ConvChannels[0], ConvChannels[1], KernelSize)));
+        AddNormalizedActivation(modules, "2", ConvChannels[1], convolutional: true);
+        modules.Add(("pool2", Pool()));
+        modules.Add(("flatten", Flatten()));
+        modules.Add(("fc1", Linear(FlattenSize, HiddenUnits[0])));
+        AddNormalizedActivation(modules, "3", HiddenUnits[0], convolutional: false);
+        modules.Add(("fc2", Linear(HiddenUnits[0], HiddenUnits[1])));
+        AddNormalizedActivation(modules, "4", HiddenUnits[1], convolutional: false);
+        modules.Add(("fc3", Linear(HiddenUnits[1], architecture.NumClasses)));
+        layers = Sequential(modules);
+
+        using (no_grad())
+        {
+            foreach (var (_, module) in layers.named_children())
+            {
+                if (module is Conv2d conv) init.xavier_uniform_(conv.weight!);
+                else if (module is Linear linear) init.xavier_uniform_(linear.weight!);
+            }
+        }
+        RegisterComponents();
+    }
+
+    /// <summary>The architecture the network was built with.</summary>
+    public LeNetBnArchitecture Architecture { get; }
+
+    /// <summary>Number of features entering the first fully connected layer: 16·h·w after the two conv blocks.</summary>
+    public int FlattenSize { get; }
+
+    /// <summary>The layers in order, named conv1, bn1, act1, pool1, …, fc3 (the state dict's prefixes).</summary>
+    public Sequential Layers => layers;
+
+    /// <inheritdoc/>
+    public override Tensor forward(Tensor input)
+    {
+        var shape = Architecture.Input;
+        if (input.dim() == 2 && input.shape[1] == shape.Size)
+            input = input.view(-1, shape.Channels, shape.Height, shape.Width);
+        else if (input.dim() != 4 || input.shape[1] != shape.Channels || input.shape[2] != shape.Height || input.shape[3] != shape.Width)
+            throw new ArgumentException(
+                $"LeNet-BN was built for {shape} images: expected N×{shape.Size} or N×{shape.Channels}×{shape.Height}×{shape.Width} input, got [{string.Join(", ", input.shape)}].",
+                nameof(input));
+        return layers.forward(input);
+    }
+
+    /// <summary>Copies every batch normalization layer's gamma, beta, moving mean and moving variance, in network order.</summary>
+    public IReadOnlyList<BatchNormLayerState> GetBatchNormStates()
+    {
+        var states = new List<BatchNormLayerState>();
+        foreach (var (name, module) in layers.named_children())
+        {
+            switch (module)
+            {
+                case ScratchBatchNorm bn:
+                    states.Add(new(name, BatchNormKind.Scratch, ToArray(bn.Gamma), ToArray(bn.Beta), ToArray(bn.MovingMean), ToArray(bn.MovingVariance)));
+                    break;
+                case BatchNorm bn:
+                    states.Add(new(name, BatchNormKind.BuiltIn, ToArray(bn.weight!), ToArray(bn.bias!), ToArray(bn.running_mean!), ToArray(bn.running_var!)));
+                    break;
+            }
+        }
+        return states;
+    }
+
+    /// <summary>Computes the flatten size for an input shape, or throws when the image is too small for two conv blocks.</summary>
+    public static int ComputeFlattenSize(ImageShape input)
+    {
+        ArgumentNullException.ThrowIfNull(input);
+        int h = input.Height, w = input.Width;
+        for (int block = 0; block < ConvChannels.Length; block++)
+        {
+            // A 5×5 convolution without padding trims 4 pixels; 2×2 stride-2 pooling halves, rounding down.
+            h = (h - KernelSize + 1) / PoolSize;
+            w = (w - KernelSize + 1) / PoolSize;
+            if (h < 1 || w < 1)
+                throw new ArgumentException(
+                    $"Image shape {input} is too small for LeNet's two 5×5 conv + 2×2 pool blocks; the smallest is {input.Channels}×16×16.",
+                    nameof(input));
+        }
+        return ConvChannels[^1] * h * w;
+    }
+
+    private void AddNormalizedActivation(List<(string, Module<Tensor, Tensor>)> modules, string index, int features, bool convolutional)
+    {
+        var kind = Architecture.BatchNorm;
+        var options = Architecture.BatchNormOptions;
+        if (kind == BatchNormKind.Scratch)
+            modules.Add(("bn" + index, convolutional ? new ScratchBatchNorm2d(features, options) : new ScratchBatchNorm1d(features, options)));
+        else if (kind == BatchNormKind.BuiltIn)
+        {
+            // TorchSharp takes PyTorch's momentum: the weight of the new batch statistic.
+            double momentum = 1 - options.MovingAverageKeep;
+            modules.Add(("bn" + index, convolutional
+                ? BatchNorm2d(features, options.Epsilon, momentum)
+                : BatchNorm1d(features, options.Epsilon, momentum)));
+        }
+        modules.Add(("act" + index, Architecture.Activation == ActivationKind.ReLU ? ReLU() : Sigmoid()));
+    }
+
+    private Module<Tensor, Tensor> Pool() =>
+        Architecture.Pooling == PoolingKind.Max ? MaxPool2d(PoolSize, PoolSize) : AvgPool2d(PoolSize, PoolSize);
+
+    private static void Validate(LeNetBnArchitecture a)
+    {
+        if (a.Input is null || a.Input.Channels < 1 || a.Input.Height < 1 || a.Input.Width < 1)
+            throw new ArgumentException($"Input shape must have positive channels, height and width; got {a.Input?.ToString() ?? "null"}.", nameof(a.Input));
+        if (a.NumClasses < 2)
+            throw new ArgumentOutOfRangeException(nameof(a.NumClasses), a.NumClasses, "LeNet-BN needs at least 2 classes.");
+        if (!Enum.IsDefined(a.BatchNorm))
+            throw new ArgumentOutOfRangeException(nameof(a.BatchNorm), a.BatchNorm, "Unknown batch normalization kind.");
+        if (!Enum.IsDefined(a.Activation))
+            throw new ArgumentOutOfRangeException(nameof(a.Activation), a.Activation, "Unknown activation.");
+        if (!Enum.IsDefined(a.Pooling))
+            throw new ArgumentOutOfRangeException(nameof(a.Pooling), a.Pooling, "Unknown pooling.");
+        ArgumentNullException.ThrowIfNull(a.BatchNormOptions, nameof(a.BatchNormOptions));
+        a.BatchNormOptions.Validate();
+        if (a.BatchNorm == BatchNormKind.BuiltIn && a.BatchNormOptions.MovingVariance == MovingVarianceKind.Biased)
+            throw new ArgumentException(
+                "TorchSharp's built-in BatchNorm always stores the unbiased moving variance; use BatchNormKind.Scratch for the biased one (the seed's), or leave MovingVariance unset.",
+                nameof(a.BatchNormOptions));
+    }
+
+    private static float[] ToArray(Tensor t)
+    {
+        using var scope = NewDisposeScope();
+        return t.detach().cpu().to(ScalarType.Float32).contiguous().data<float>().ToArray();
+    }
+}
