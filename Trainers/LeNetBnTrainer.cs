@@ -1,0 +1,250 @@
+using Microsoft.ML;
+using Microsoft.ML.Data;
+using Microsoft.ML.Runtime;
+using MlNetBn.Modules;
+using MlNetBn.Training;
+using MlNetBn.Transform;
+
+namespace MlNetBn;
+
+/// <summary>
+/// The ML.NET estimator that trains a LeNet with batch normalization (Dive into Deep Learning's BNLeNet) through
+/// TorchSharp. Create it with <c>mlContext.MulticlassClassification.Trainers.LeNetBn(...)</c>.
+/// </summary>
+/// <remarks>
+/// <list type="table">
+/// <listheader><term>Column</term><description>Type and meaning</description></listheader>
+/// <item><term>Input: features</term><description>Known-size vector of <see cref="float"/>, C·H·W values per image, channels first, scaled as you like (Fashion-MNIST helpers give [0, 1]).</description></item>
+/// <item><term>Input: label</term><description>Key type (use <c>MapValueToKey</c>); its key count is the number of classes.</description></item>
+/// <item><term>Output: <c>Score</c></term><description>Vector of <see cref="float"/>: the class probabilities (softmax of the logits).</description></item>
+/// <item><term>Output: <c>PredictedLabel</c></term><description>The label's key type, with its key values: the most probable class.</description></item>
+/// </list>
+/// Trainer characteristics: multiclass classification; needs normalization: no (batch normalization is part of
+/// the model); needs caching: no (the data are read once into memory); runs on CPU or CUDA.
+/// </remarks>
+public sealed class LeNetBnTrainer : IEstimator<LeNetBnTransformer>
+{
+    /// <summary>The defaults of the catalog method and of <see cref="Options"/>: Dive into Deep Learning's.</summary>
+    public static class Defaults
+    {
+        /// <summary>Passes over the training data.</summary>
+        public const int Epochs = 10;
+
+        /// <summary>Examples per minibatch.</summary>
+        public const int BatchSize = 256;
+
+        /// <summary>SGD learning rate.</summary>
+        public const double LearningRate = 1.0;
+
+        /// <summary>Examples per forward pass when predicting (Transform).</summary>
+        public const int PredictionBatchSize = 1024;
+    }
+
+    /// <summary>Options of <see cref="LeNetBnTrainer"/>.</summary>
+    public sealed class Options
+    {
+        /// <summary>Name of the key-typed label column.</summary>
+        public string LabelColumnName = DefaultColumnNames.Label;
+
+        /// <summary>Name of the float vector feature column (C·H·W values).</summary>
+        public string FeatureColumnName = DefaultColumnNames.Features;
+
+        /// <summary>Shape of one image; the feature vector must have <see cref="ImageShape.Size"/> values.</summary>
+        public ImageShape ImageShape = ImageShape.FashionMnist;
+
+        /// <summary>From-scratch (the seed), built-in TorchSharp, or no batch normalization.</summary>
+        public BatchNormKind BatchNorm = BatchNormKind.Scratch;
+
+        /// <summary>Activation after each normalized layer.</summary>
+        public ActivationKind Activation = ActivationKind.Sigmoid;
+
+        /// <summary>Pooling after each convolutional block.</summary>
+        public PoolingKind Pooling = PoolingKind.Average;
+
+        /// <summary>Passes over the training data.</summary>
+        public int Epochs = Defaults.Epochs;
+
+        /// <summary>Examples per minibatch (at least 2 with batch normalization).</summary>
+        public int BatchSize = Defaults.BatchSize;
+
+        /// <summary>SGD learning rate (the base rate of the schedule).</summary>
+        public double LearningRate = Defaults.LearningRate;
+
+        /// <summary>How the learning rate changes over the epochs.</summary>
+        public LearningRateSchedule LearningRateSchedule = LearningRateSchedule.Constant;
+
+        /// <summary>With <see cref="LearningRateSchedule.StepDecay"/>: epochs between decays.</summary>
+        public int StepDecayEpochs = 3;
+
+        /// <summary>With <see cref="LearningRateSchedule.StepDecay"/>: the factor applied at each decay.</summary>
+        public double StepDecayFactor = 0.5;
+
+        /// <summary>SGD momentum (0: plain SGD, as the seed).</summary>
+        public double SgdMomentum;
+
+        /// <summary>L2 weight decay of SGD (0 as the seed).</summary>
+        public double WeightDecay;
+
+        /// <summary>Momentum of the batch normalization moving averages, read per <see cref="BatchNormMomentumConvention"/>.</summary>
+        public double BatchNormMomentum = BatchNormOptions.DefaultMomentum;
+
+        /// <summary>How <see cref="BatchNormMomentum"/> is read: d2l's weight of the old value (0.9) or PyTorch's weight of the new (0.1).</summary>
+        public MomentumConvention BatchNormMomentumConvention = MomentumConvention.MovingAverageWeight;
+
+        /// <summary>Epsilon added to the variance in batch normalization.</summary>
+        public double BatchNormEpsilon = BatchNormOptions.DefaultEpsilon;
+
+        /// <summary>Variance stored in the moving variance; null: the layer kind's own (biased from scratch, unbiased built-in).</summary>
+        public MovingVarianceKind? BatchNormMovingVariance;
+
+        /// <summary>Seed for weight initialization and shuffling; null takes one from the <see cref="MLContext"/>'s random source.</summary>
+        public int? Seed;
+
+        /// <summary>Where to train: auto (CUDA when available), CPU, or CUDA.</summary>
+        public DeviceKind Device = DeviceKind.Auto;
+
+        /// <summary>CUDA device index; null uses <c>MLContext.GpuDeviceId</c>, then 0.</summary>
+        public int? GpuDeviceId;
+
+        /// <summary>Data to report validation loss and accuracy on after every epoch (same schema as the training data).</summary>
+        public IDataView? ValidationSet;
+
+        /// <summary>Fraction of the training rows held out (seeded) as the validation set, when <see cref="ValidationSet"/> is null; 0 for none.</summary>
+        public double ValidationFraction;
+
+        /// <summary>Keep the weights of the epoch with the best validation accuracy instead of the last (needs validation data).</summary>
+        public bool RestoreBestEpoch;
+
+        /// <summary>What to do with rows whose features hold NaN or Infinity.</summary>
+        public NonFiniteFeatureHandling NonFiniteFeatures = NonFiniteFeatureHandling.Reject;
+
+        /// <summary>Examples per forward pass when the trained model transforms data.</summary>
+        public int PredictionBatchSize = Defaults.PredictionBatchSize;
+
+        /// <summary>Called after every epoch with its metrics (on the training thread).</summary>
+        public Action<LeNetBnEpochMetrics>? EpochEnded;
+
+        /// <summary>Cancels Fit between two steps; <c>MLContext.CancelExecution()</c> does too.</summary>
+        public CancellationToken CancellationToken;
+
+        /// <summary>The batch normalization settings these options describe.</summary>
+        internal BatchNormOptions ToBatchNormOptions() => new()
+        {
+            Momentum = BatchNormMomentum,
+            Convention = BatchNormMomentumConvention,
+            Epsilon = BatchNormEpsilon,
+            MovingVariance = BatchNormMovingVariance,
+        };
+
+        /// <summary>Throws for a nonsensical value, naming the option and the value.</summary>
+        internal void Validate()
+        {
+            static void Require(bool ok, string option, object? value, string rule)
+            {
+                if (!ok) throw new ArgumentOutOfRangeException(option, value, $"LeNetBn option {option} = {value ?? "null"}: {rule}");
+            }
+            Require(!string.IsNullOrWhiteSpace(LabelColumnName), nameof(LabelColumnName), LabelColumnName, "name the key-typed label column.");
+            Require(!string.IsNullOrWhiteSpace(FeatureColumnName), nameof(FeatureColumnName), FeatureColumnName, "name the float vector feature column.");
+            Require(ImageShape is { Channels: > 0, Height: > 0, Width: > 0 }, nameof(ImageShape), ImageShape, "channels, height and width must be positive.");
+            Require(Epochs > 0, nameof(Epochs), Epochs, "train for at least one epoch.");
+            Require(BatchSize >= (BatchNorm == BatchNormKind.None ? 1 : 2), nameof(BatchSize), BatchSize,
+                "batch normalization needs at least 2 examples per batch (1 without it).");
+            Require(double.IsFinite(LearningRate) && LearningRate > 0, nameof(LearningRate), LearningRate, "must be a positive, finite number.");
+            Require(Enum.IsDefined(LearningRateSchedule), nameof(LearningRateSchedule), LearningRateSchedule, "unknown schedule.");
+            Require(StepDecayEpochs > 0, nameof(StepDecayEpochs), StepDecayEpochs, "must be at least 1.");
+            Require(StepDecayFactor > 0 && StepDecayFactor <= 1, nameof(StepDecayFactor), StepDecayFactor, "must be in (0, 1].");
+            Require(SgdMomentum >= 0 && SgdMomentum < 1, nameof(SgdMomentum), SgdMomentum, "must be in [0, 1).");
+            Require(WeightDecay >= 0 && double.IsFinite(WeightDecay), nameof(WeightDecay), WeightDecay, "must be a non-negative, finite number.");
+            Require(BatchNormMomentum >= 0 && BatchNormMomentum <= 1, nameof(BatchNormMomentum), BatchNormMomentum, "must be in [0, 1].");
+            Require(BatchNormEpsilon > 0 && double.IsFinite(BatchNormEpsilon), nameof(BatchNormEpsilon), BatchNormEpsilon, "must be a positive, finite number.");
+            Require(!(BatchNorm == BatchNormKind.BuiltIn && BatchNormMovingVariance == MovingVarianceKind.Biased), nameof(BatchNormMovingVariance), BatchNormMovingVariance,
+                "TorchSharp's built-in BatchNorm stores the unbiased variance; use BatchNorm = Scratch for the biased one.");
+            Require(Enum.IsDefined(Device), nameof(Device), Device, "unknown device.");
+            Require(GpuDeviceId is null or >= 0, nameof(GpuDeviceId), GpuDeviceId, "must be a non-negative CUDA device index.");
+            Require(ValidationFraction >= 0 && ValidationFraction < 1, nameof(ValidationFraction), ValidationFraction, "must be in [0, 1).");
+            Require(!(RestoreBestEpoch && ValidationSet is null && ValidationFraction == 0), nameof(RestoreBestEpoch), RestoreBestEpoch,
+                "needs validation data: set ValidationSet or ValidationFraction.");
+            Require(PredictionBatchSize > 0, nameof(PredictionBatchSize), PredictionBatchSize, "must be at least 1.");
+            new LeNetBnArchitecture { Input = ImageShape, BatchNorm = BatchNorm, Activation = Activation, Pooling = Pooling, BatchNormOptions = ToBatchNormOptions() };
+            LeNetBnNetwork.ComputeFlattenSize(ImageShape);
+        }
+    }
+
+    private readonly IHost _host;
+    private readonly Options _options;
+
+    /// <summary>Creates the trainer; prefer <c>mlContext.MulticlassClassification.Trainers.LeNetBn(...)</c>.</summary>
+    /// <param name="env">The ML.NET environment (an <see cref="MLContext"/>).</param>
+    /// <param name="options">Training options; validated here.</param>
+    public LeNetBnTrainer(IHostEnvironment env, Options options)
+    {
+        ArgumentNullException.ThrowIfNull(env);
+        ArgumentNullException.ThrowIfNull(options);
+        options.Validate();
+        _host = env.Register(nameof(LeNetBnTrainer));
+        _options = options;
+    }
+
+    /// <summary>Trains the network on <paramref name="input"/> and returns the transformer that predicts with it.</summary>
+    public LeNetBnTransformer Fit(IDataView input)
+    {
+        ArgumentNullException.ThrowIfNull(input);
+        var o = _options;
+        int classCount = LeNetBnSchema.CheckTrainingSchema(input.Schema, o.FeatureColumnName, o.LabelColumnName, o.ImageShape, "training data");
+        if (o.ValidationSet is not null)
+        {
+            int validationClasses = LeNetBnSchema.CheckTrainingSchema(o.ValidationSet.Schema, o.FeatureColumnName, o.LabelColumnName, o.ImageShape, "validation set");
+            if (validationClasses != classCount)
+                throw new ArgumentException(
+                    $"The validation set's label column '{o.LabelColumnName}' has {validationClasses} key values; the training data's has {classCount}. Map both with the same MapValueToKey transformer.",
+                    nameof(Options.ValidationSet));
+        }
+
+        TorchNative.EnsureLoaded();
+        using var channel = _host.Start("Training LeNet-BN");
+        void ThrowIfCancelled()
+        {
+            o.CancellationToken.ThrowIfCancellationRequested();
+            _host.CheckAlive();
+        }
+
+        var train = TrainingSet.Read(input, o.FeatureColumnName, o.LabelColumnName, o.ImageShape.Size, classCount, o.NonFiniteFeatures, "training data", ThrowIfCancelled);
+        if (train.SkippedRows > 0)
+            channel.Warning(MessageSensitivity.None, $"Skipped {train.SkippedRows} training rows whose features hold NaN or Infinity.");
+        if (train.Count == 0)
+            throw new InvalidOperationException($"The training data has no rows{(train.SkippedRows > 0 ? " left after skipping non-finite ones" : "")}; LeNetBn needs at least one batch.");
+
+        int seed = o.Seed ?? _host.Rand.Next();
+        TrainingSet? validation = null;
+        if (o.ValidationSet is not null)
+            validation = TrainingSet.Read(o.ValidationSet, o.FeatureColumnName, o.LabelColumnName, o.ImageShape.Size, classCount, o.NonFiniteFeatures, "validation set", ThrowIfCancelled);
+        else if (o.ValidationFraction > 0)
+            (train, validation) = train.Split(o.ValidationFraction, seed);
+        if (validation is { Count: 0 })
+            throw new InvalidOperationException("The validation set has no rows.");
+
+        var device = TrainingDevice.Select(o.Device, o.GpuDeviceId, _host, channel);
+        var architecture = new LeNetBnArchitecture
+        {
+            Input = o.ImageShape,
+            NumClasses = classCount,
+            BatchNorm = o.BatchNorm,
+            BatchNormOptions = o.ToBatchNormOptions(),
+            Activation = o.Activation,
+            Pooling = o.Pooling,
+        };
+        channel.Info(MessageSensitivity.None,
+            $"Training LeNet-BN ({o.BatchNorm} BN, {o.Activation}, {o.Pooling} pooling) on {train.Count:N0} images of {o.ImageShape}, {classCount} classes, "
+            + $"{o.Epochs} epochs, batch {o.BatchSize}, lr {o.LearningRate} ({o.LearningRateSchedule}), seed {seed}"
+            + (validation is null ? "" : $", {validation.Count:N0} validation images") + ".");
+
+        var loop = new LeNetBnTrainingLoop(o, channel, device);
+        var (network, history) = loop.Run(architecture, train, validation, seed, ThrowIfCancelled);
+        var labelKeyValues = LeNetBnSchema.GetKeyValues(input.Schema[o.LabelColumnName]);
+        return new LeNetBnTransformer(_host, network, o.FeatureColumnName, labelKeyValues, o.PredictionBatchSize, history);
+    }
+
+    /// <summary>The schema after the trained transformer: the input plus <c>Score</c> and <c>PredictedLabel</c>.</summary>
+    public SchemaShape GetOutputSchema(SchemaShape inputSchema) =>
+        LeNetBnSchema.GetOutputSchemaShape(inputSchema, _options.FeatureColumnName, _options.LabelColumnName);
+}
