@@ -31,7 +31,7 @@ public static class FashionMnistCatalogExtensions
         var data = FashionMnist.Read(split, directory);
         var (_, labelsFile) = FashionMnist.GetFileNames(split);
         var labelsPath = Path.Combine(Path.GetFullPath(directory ?? FashionMnist.DefaultDirectory), labelsFile);
-        return CreateDataView(catalog, data, FashionMnist.ClassNames, countPerClass, maxCount, labelsPath);
+        return CreateDataView(data, FashionMnist.ClassNames, countPerClass, maxCount, labelsPath);
     }
 
     /// <summary>Loads any IDX pair of images and labels (MNIST, Fashion-MNIST, …), raw or gzip.</summary>
@@ -49,7 +49,7 @@ public static class FashionMnistCatalogExtensions
     {
         ArgumentNullException.ThrowIfNull(catalog);
         var data = IdxDataset.Load(imagesPath, labelsPath);
-        return CreateDataView(catalog, data, classNames, countPerClass, maxCount, labelsPath);
+        return CreateDataView(data, classNames, countPerClass, maxCount, labelsPath);
     }
 
     /// <summary>Wraps an <see cref="IdxDataset"/> already in memory as a data view (no copy of the pixels).</summary>
@@ -63,10 +63,10 @@ public static class FashionMnistCatalogExtensions
     {
         ArgumentNullException.ThrowIfNull(catalog);
         ArgumentNullException.ThrowIfNull(data);
-        return CreateDataView(catalog, data, classNames, countPerClass, maxCount, source: null);
+        return CreateDataView(data, classNames, countPerClass, maxCount, source: null);
     }
 
-    private static IDataView CreateDataView(DataOperationsCatalog catalog, IdxDataset data, IReadOnlyList<string>? classNames,
+    private static IDataView CreateDataView(IdxDataset data, IReadOnlyList<string>? classNames,
         int? countPerClass, int? maxCount, string? source)
     {
         var counts = data.CountPerLabel();
