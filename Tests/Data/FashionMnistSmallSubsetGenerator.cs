@@ -1,0 +1,56 @@
+using System.Diagnostics;
+using System.Runtime.CompilerServices;
+using MlNetBn.Data;
+
+namespace MlNetBn.Tests.Data;
+
+/// <summary>
+/// Rebuilds Tests/Data/fashion-mnist-small from the real data set. It needs the network (or a filled cache), so it
+/// runs only when asked: <c>MLNETBN_REGENERATE_TEST_DATA=1 dotnet test --filter RegenerateFashionMnistSmall</c>
+/// (MLNETBN_DATA_DIR picks the cache). The output is deterministic: the same real files give the same bytes.
+/// </summary>
+[TestClass]
+public sealed class FashionMnistSmallSubsetGenerator
+{
+    public TestContext TestContext { get; set; } = null!;
+
+    [TestMethod]
+    public async Task RegenerateFashionMnistSmall()
+    {
+        if (Environment.GetEnvironmentVariable("MLNETBN_REGENERATE_TEST_DATA") != "1")
+        {
+            Assert.Inconclusive("Set MLNETBN_REGENERATE_TEST_DATA=1 to download Fashion-MNIST and rebuild Tests/Data/fashion-mnist-small.");
+        }
+
+        var watch = Stopwatch.StartNew();
+        var source = await FashionMnist.DownloadAsync(log: m => TestContext.WriteLine($"[{watch.Elapsed.TotalSeconds,6:0.0} s] {m}"),
+            cancellationToken: TestContext.CancellationToken);
+        TestContext.WriteLine($"Ensured in {watch.Elapsed.TotalSeconds:0.0} s: {source}");
+        foreach (var name in FashionMnist.FileNames)
+        {
+            var path = Path.Combine(source, name);
+            TestContext.WriteLine($"{name}: {new FileInfo(path).Length} bytes, sha256 {Sha256(path)}");
+        }
+
+        var target = SourceFolder();
+        foreach (var (split, perClass) in new[] { (FashionMnistSplit.Train, TestData.FashionMnistSmallTrainPerClass), (FashionMnistSplit.Test, TestData.FashionMnistSmallTestPerClass) })
+        {
+            var full = FashionMnist.Read(split, source);
+            TestContext.WriteLine($"{split}: {full.Count} images, per class {string.Join(", ", full.CountPerLabel())}");
+            var subset = full.Select(full.SelectIndices(countPerClass: perClass));
+            var (images, labels) = FashionMnist.GetFileNames(split);
+            subset.Save(Path.Combine(target, images), Path.Combine(target, labels), gzip: true);
+            TestContext.WriteLine($"wrote {subset.Count} {split} images to {target}");
+        }
+    }
+
+    private static string Sha256(string path)
+    {
+        using var stream = File.OpenRead(path);
+        return Convert.ToHexStringLower(System.Security.Cryptography.SHA256.HashData(stream));
+    }
+
+    // The committed folder in the source tree (not the copy in the output folder).
+    private static string SourceFolder([CallerFilePath] string thisFile = "") =>
+        Directory.CreateDirectory(Path.Combine(Path.GetDirectoryName(thisFile)!, "fashion-mnist-small")).FullName;
+}
