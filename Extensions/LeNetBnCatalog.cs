@@ -42,6 +42,6 @@ public static class LeNetBnCatalog
         LeNetBnTrainer.Options options)
     {
         ArgumentNullException.ThrowIfNull(catalog);
-        return new LeNetBnTrainer(catalog.GetEnvironment(), options);
+        return new LeNetBnTrainer(Internal.CatalogEnvironment.GetEnvironment(catalog), options);
     }
 }
