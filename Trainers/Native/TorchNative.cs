@@ -195,7 +195,7 @@ public static class TorchNative
 
     /// <summary>
     /// A torch_cpu library that TorchSharp would find by name in the application's native search
-    /// directories (from deps.json) or next to TorchSharp.dll, other than the one in <paramref name="folder"/>.
+    /// directories (from deps.json) or in its folder, other than the one in <paramref name="folder"/>.
     /// </summary>
     private static string? FindApplicationLibTorch(string folder)
     {
@@ -205,11 +205,9 @@ public static class TorchNative
             directories.AddRange(searchDirectories.Split(Path.PathSeparator, StringSplitOptions.RemoveEmptyEntries));
         }
 
-        string? torchSharpDirectory = Path.GetDirectoryName(typeof(torch).Assembly.Location);
-        if (!string.IsNullOrEmpty(torchSharpDirectory))
-        {
-            directories.Add(torchSharpDirectory);
-        }
+        // TorchSharp also searches next to TorchSharp.dll, which is the application's folder (Assembly.Location
+        // is not used: it is empty in single-file applications).
+        directories.Add(AppContext.BaseDirectory);
 
         string external = Path.TrimEndingDirectorySeparator(folder);
         foreach (string directory in directories)
