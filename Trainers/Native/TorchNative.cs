@@ -266,7 +266,8 @@ public static class TorchNative
                 " only because of a marker symbol that GCC 13's <iostream> adds; MlNetBn's build puts a patched copy" +
                 " without that need into the output, and this application's output does not have it." +
                 " Build or publish the application through the MlNetBn package (its build targets patch the copy)" +
-                $" or, building from source, import build/LibTorchSharpGlibcxxPatch.targets; {ReadmeHint}." +
+                " or, building from source, import build/LibTorchSharpGlibcxxPatch.targets, and without" +
+                $" -p:MlNetBnPatchLibTorchSharp=false; {ReadmeHint}." +
                 " Do not replace the system's libstdc++.");
         }
         else if (loaderError is not null)
