@@ -1,5 +1,4 @@
 using Microsoft.ML;
-using Microsoft.ML.Data;
 using MlNetBn.Modules;
 
 namespace MlNetBn;
@@ -19,8 +18,8 @@ public static class LeNetBnCatalog
     /// <param name="learningRate">SGD learning rate.</param>
     /// <param name="batchNorm">From-scratch (the seed), built-in or no batch normalization.</param>
     public static LeNetBnTrainer LeNetBn(this MulticlassClassificationCatalog.MulticlassClassificationTrainers catalog,
-        string labelColumnName = DefaultColumnNames.Label,
-        string featureColumnName = DefaultColumnNames.Features,
+        string labelColumnName = LeNetBnTrainer.Defaults.LabelColumnName,
+        string featureColumnName = LeNetBnTrainer.Defaults.FeatureColumnName,
         int epochs = LeNetBnTrainer.Defaults.Epochs,
         int batchSize = LeNetBnTrainer.Defaults.BatchSize,
         double learningRate = LeNetBnTrainer.Defaults.LearningRate,

@@ -36,6 +36,12 @@ public sealed class LeNetBnTrainer : IEstimator<LeNetBnTransformer>
         /// <summary>SGD learning rate.</summary>
         public const double LearningRate = 1.0;
 
+        /// <summary>The label column ML.NET trainers read by default.</summary>
+        public const string LabelColumnName = "Label";
+
+        /// <summary>The feature column ML.NET trainers read by default.</summary>
+        public const string FeatureColumnName = "Features";
+
         /// <summary>Examples per forward pass when predicting (Transform).</summary>
         public const int PredictionBatchSize = 1024;
     }
@@ -44,10 +50,10 @@ public sealed class LeNetBnTrainer : IEstimator<LeNetBnTransformer>
     public sealed class Options
     {
         /// <summary>Name of the key-typed label column.</summary>
-        public string LabelColumnName = DefaultColumnNames.Label;
+        public string LabelColumnName = Defaults.LabelColumnName;
 
         /// <summary>Name of the float vector feature column (C·H·W values).</summary>
-        public string FeatureColumnName = DefaultColumnNames.Features;
+        public string FeatureColumnName = Defaults.FeatureColumnName;
 
         /// <summary>Shape of one image; the feature vector must have <see cref="ImageShape.Size"/> values.</summary>
         public ImageShape ImageShape = ImageShape.FashionMnist;
