@@ -130,7 +130,7 @@ public sealed class LeNetBnTrainer : IEstimator<LeNetBnTransformer>
         /// <summary>Called after every epoch with its metrics (on the training thread).</summary>
         public Action<LeNetBnEpochMetrics>? EpochEnded;
 
-        /// <summary>Cancels Fit between two steps; <c>MLContext.CancelExecution()</c> does too.</summary>
+        /// <summary>Cancels Fit between two training steps (and while the data are read); Fit then throws <see cref="OperationCanceledException"/>.</summary>
         public CancellationToken CancellationToken;
 
         /// <summary>The batch normalization settings these options describe.</summary>

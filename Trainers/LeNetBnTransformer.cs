@@ -27,7 +27,8 @@ namespace MlNetBn;
 /// </remarks>
 public sealed class LeNetBnTransformer : ITransformer, IDisposable
 {
-    internal const string LoaderSignature = "MlNetBnLeNetBnTransformer";
+    // At most 24 characters (ML.NET's model header).
+    internal const string LoaderSignature = "MlNetBnLeNetBnTransform";
     internal const string UserName = "LeNet-BN transformer";
     internal const string WeightsStreamName = "LeNetBnWeights.bin";
 
@@ -70,6 +71,9 @@ public sealed class LeNetBnTransformer : ITransformer, IDisposable
 
     /// <summary>The device the network lives on.</summary>
     public string Device => _device.ToString();
+
+    /// <summary>The network itself, for tests that compare against it.</summary>
+    internal LeNetBnNetwork NetworkForTests => _network;
 
     /// <summary>Always true: the transformer maps row to row, so it works in a <c>PredictionEngine</c>.</summary>
     public bool IsRowToRowMapper => true;

@@ -34,8 +34,9 @@ root.SetAction(async (parse, cancel) =>
     mlContext.Log += (_, e) =>
     {
         // Our trainer's own lines (device choice, summary, restored epoch); epoch lines come from the callback below.
-        if (e.Kind <= Microsoft.ML.Runtime.ChannelMessageKind.Warning && e.Source.StartsWith(nameof(LeNetBnTrainer), StringComparison.Ordinal)
-            && !e.RawMessage.StartsWith("epoch ", StringComparison.Ordinal))
+        if (e.Kind is Microsoft.ML.Runtime.ChannelMessageKind.Info or Microsoft.ML.Runtime.ChannelMessageKind.Warning
+            && e.Source.StartsWith(nameof(LeNetBnTrainer), StringComparison.Ordinal)
+            && !e.RawMessage.StartsWith("epoch ", StringComparison.Ordinal) && !e.RawMessage.StartsWith("Channel ", StringComparison.Ordinal))
             Console.WriteLine($"  {e.RawMessage}");
     };
     var options = new LeNetBnTrainer.Options
@@ -54,8 +55,7 @@ root.SetAction(async (parse, cancel) =>
 
     Console.WriteLine($"Training on {train.GetRowCount():N0} images, testing on {test.GetRowCount():N0}.");
     var clock = Stopwatch.StartNew();
-    using var model = (IDisposable)pipeline.Fit(train);
-    var chain = (TransformerChain<ITransformer>)model;
+    using var chain = pipeline.Fit(train);
     Console.WriteLine($"Trained in {clock.Elapsed.TotalSeconds:F1} s.");
 
     var metrics = mlContext.MulticlassClassification.Evaluate(chain.Transform(test));

@@ -51,7 +51,10 @@ internal static class InternalsTestEnvironment
     }
 
     /// <summary>Runs Tests/ModelLoadHost on a zip in a new process and returns its key=value lines.</summary>
-    internal static (int ExitCode, Dictionary<string, string> Values, string Output) RunModelLoadHost(string zipPath)
+    /// <param name="zipPath">The model zip.</param>
+    /// <param name="featuresPath">Optional raw float32 rows to transform in the host.</param>
+    /// <param name="featureCount">Values per row of <paramref name="featuresPath"/>.</param>
+    internal static (int ExitCode, Dictionary<string, string> Values, string Output) RunModelLoadHost(string zipPath, string? featuresPath = null, int featureCount = 0)
     {
         var start = new ProcessStartInfo(DotnetHost)
         {
@@ -62,6 +65,11 @@ internal static class InternalsTestEnvironment
         start.ArgumentList.Add("exec");
         start.ArgumentList.Add(ModelLoadHostPath);
         start.ArgumentList.Add(zipPath);
+        if (featuresPath is not null)
+        {
+            start.ArgumentList.Add(featuresPath);
+            start.ArgumentList.Add(featureCount.ToString(System.Globalization.CultureInfo.InvariantCulture));
+        }
 
         using var process = Process.Start(start)!;
         var stderr = process.StandardError.ReadToEndAsync();
