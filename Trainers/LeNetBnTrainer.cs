@@ -171,8 +171,8 @@ public sealed class LeNetBnTrainer : IEstimator<LeNetBnTransformer>
             Require(!(RestoreBestEpoch && ValidationSet is null && ValidationFraction == 0), nameof(RestoreBestEpoch), RestoreBestEpoch,
                 "needs validation data: set ValidationSet or ValidationFraction.");
             Require(PredictionBatchSize > 0, nameof(PredictionBatchSize), PredictionBatchSize, "must be at least 1.");
-            new LeNetBnArchitecture { Input = ImageShape, BatchNorm = BatchNorm, Activation = Activation, Pooling = Pooling, BatchNormOptions = ToBatchNormOptions() };
-            LeNetBnNetwork.ComputeFlattenSize(ImageShape);
+            // The architecture checks of the network builder (enums, BN options, an image large enough for two conv blocks).
+            LeNetBnNetwork.Validate(new LeNetBnArchitecture { Input = ImageShape, BatchNorm = BatchNorm, Activation = Activation, Pooling = Pooling, BatchNormOptions = ToBatchNormOptions() });
         }
     }
 

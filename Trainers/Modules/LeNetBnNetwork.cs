@@ -144,7 +144,8 @@ public sealed class LeNetBnNetwork : Module<Tensor, Tensor>
     private Module<Tensor, Tensor> Pool() =>
         Architecture.Pooling == PoolingKind.Max ? MaxPool2d(PoolSize, PoolSize) : AvgPool2d(PoolSize, PoolSize);
 
-    private static void Validate(LeNetBnArchitecture a)
+    /// <summary>Throws when the architecture cannot be built, naming the offending setting.</summary>
+    internal static void Validate(LeNetBnArchitecture a)
     {
         if (a.Input is null || a.Input.Channels < 1 || a.Input.Height < 1 || a.Input.Width < 1)
             throw new ArgumentException($"Input shape must have positive channels, height and width; got {a.Input?.ToString() ?? "null"}.", nameof(a.Input));
@@ -156,6 +157,7 @@ public sealed class LeNetBnNetwork : Module<Tensor, Tensor>
             throw new ArgumentOutOfRangeException(nameof(a.Activation), a.Activation, "Unknown activation.");
         if (!Enum.IsDefined(a.Pooling))
             throw new ArgumentOutOfRangeException(nameof(a.Pooling), a.Pooling, "Unknown pooling.");
+        ComputeFlattenSize(a.Input);
         ArgumentNullException.ThrowIfNull(a.BatchNormOptions, nameof(a.BatchNormOptions));
         a.BatchNormOptions.Validate();
         if (a.BatchNorm == BatchNormKind.BuiltIn && a.BatchNormOptions.MovingVariance == MovingVarianceKind.Biased)
