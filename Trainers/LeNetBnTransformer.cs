@@ -170,7 +170,8 @@ public sealed class LeNetBnTransformer : ITransformer, IDisposable
     // ---------------------------------------------------------------------------------------------------------
 
     private const uint InitialFormatVersion = 0x00010001;
-    private const uint FormatVersion = 0x00010002; // BN-folded flag
+    private const uint FoldedFlagFormatVersion = 0x00010002;
+    private const uint FormatVersion = FoldedFlagFormatVersion;
 
     private static VersionInfo GetVersionInfo() => new(
         modelSignature: "LENETBNT",
@@ -219,7 +220,7 @@ public sealed class LeNetBnTransformer : ITransformer, IDisposable
         var pooling = ReadEnum<PoolingKind>(r);
         var convention = ReadEnum<MomentumConvention>(r);
         byte variance = r.ReadByte();
-        bool folded = version >= FormatVersion && ReadFlag(r, "BN-folded");
+        bool folded = version >= FoldedFlagFormatVersion && ReadFlag(r, "BN-folded");
         var architecture = new LeNetBnArchitecture
         {
             Input = shape,
