@@ -127,6 +127,15 @@ public sealed class LeNetBnTrainer : IEstimator<LeNetBnTransformer>
         /// <summary>Examples per forward pass when the trained model transforms data.</summary>
         public int PredictionBatchSize = Defaults.PredictionBatchSize;
 
+        /// <summary>
+        /// Fold each batch normalization layer into the conv/linear layer before it once training ends, so the
+        /// returned model predicts with fewer operations and the same outputs (to float rounding). Its
+        /// <see cref="LeNetBnTransformer.GetBatchNormStates"/> is then empty. Off by default; the same as calling
+        /// <see cref="LeNetBnTransformer.FoldBatchNorm"/> on the trained model, without having to rebuild the
+        /// pipeline's transformer chain around it. Needs <see cref="BatchNorm"/> other than None.
+        /// </summary>
+        public bool FoldBatchNorm;
+
         /// <summary>Called after every epoch with its metrics (on the training thread).</summary>
         public Action<LeNetBnEpochMetrics>? EpochEnded;
 
@@ -171,6 +180,8 @@ public sealed class LeNetBnTrainer : IEstimator<LeNetBnTransformer>
             Require(!(RestoreBestEpoch && ValidationSet is null && ValidationFraction == 0), nameof(RestoreBestEpoch), RestoreBestEpoch,
                 "needs validation data: set ValidationSet or ValidationFraction.");
             Require(PredictionBatchSize > 0, nameof(PredictionBatchSize), PredictionBatchSize, "must be at least 1.");
+            Require(!(FoldBatchNorm && BatchNorm == BatchNormKind.None), nameof(FoldBatchNorm), FoldBatchNorm,
+                "there is no batch normalization to fold with BatchNorm = None.");
             // The architecture checks of the network builder (enums, BN options, an image large enough for two conv blocks).
             LeNetBnNetwork.Validate(new LeNetBnArchitecture { Input = ImageShape, BatchNorm = BatchNorm, Activation = Activation, Pooling = Pooling, BatchNormOptions = ToBatchNormOptions() });
         }
@@ -246,6 +257,12 @@ public sealed class LeNetBnTrainer : IEstimator<LeNetBnTransformer>
 
         var loop = new LeNetBnTrainingLoop(o, channel, device);
         var (network, history) = loop.Run(architecture, train, validation, seed, ThrowIfCancelled);
+        if (o.FoldBatchNorm)
+        {
+            using (var trained = network)
+                network = trained.FoldBatchNorm();
+            channel.Info(MessageSensitivity.None, "Folded batch normalization into the conv/linear layers for prediction.");
+        }
         var labelKeyValues = LeNetBnSchema.GetKeyValues(input.Schema[o.LabelColumnName]);
         return new LeNetBnTransformer(_host, network, o.FeatureColumnName, labelKeyValues, o.PredictionBatchSize, history);
     }

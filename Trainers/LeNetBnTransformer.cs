@@ -78,11 +78,31 @@ public sealed class LeNetBnTransformer : ITransformer, IDisposable
     /// <summary>Always true: the transformer maps row to row, so it works in a <c>PredictionEngine</c>.</summary>
     public bool IsRowToRowMapper => true;
 
-    /// <summary>Copies of every batch normalization layer's gamma, beta, moving mean and moving variance, in network order.</summary>
+    /// <summary>
+    /// Copies of every batch normalization layer's gamma, beta, moving mean and moving variance, in network order.
+    /// Empty for a model without BN layers: <see cref="BatchNormKind.None"/>, or folded
+    /// (<see cref="LeNetBnArchitecture.BatchNormFolded"/>), whose statistics are merged into the conv/linear weights.
+    /// </summary>
     public IReadOnlyList<BatchNormLayerState> GetBatchNormStates()
     {
         ThrowIfDisposed();
         return _network.GetBatchNormStates();
+    }
+
+    /// <summary>
+    /// A new transformer for prediction whose batch normalization layers are folded into the conv/linear layer
+    /// before each (see <see cref="LeNetBnNetwork.FoldBatchNorm"/>): the same <c>Score</c> and
+    /// <c>PredictedLabel</c> to float rounding, with fewer operations per forward pass. Its architecture says
+    /// <see cref="LeNetBnArchitecture.BatchNormFolded"/>, it saves and loads like any other, and its
+    /// <see cref="GetBatchNormStates"/> is empty. This transformer is unchanged; the two are disposed separately.
+    /// <see cref="LeNetBnTrainer.Options.FoldBatchNorm"/> has <c>Fit</c> return the folded model directly.
+    /// </summary>
+    /// <exception cref="InvalidOperationException">The model has no batch normalization, or it is already folded.</exception>
+    public LeNetBnTransformer FoldBatchNorm()
+    {
+        ThrowIfDisposed();
+        var folded = _network.FoldBatchNorm();
+        return new LeNetBnTransformer(_host, folded, FeatureColumnName, _keyValues, PredictionBatchSize, TrainingHistory);
     }
 
     /// <summary>The output schema: the input's columns plus <c>Score</c> and <c>PredictedLabel</c>.</summary>
@@ -138,20 +158,26 @@ public sealed class LeNetBnTransformer : ITransformer, IDisposable
     //   string feature column name
     //   int32  channels, height, width, class count
     //   byte   BN kind, activation, pooling, momentum convention; byte moving-variance kind (255 = layer default)
+    //   byte   BN folded: 1 when the BN layers are folded into the conv/linear weights, else 0 (from 0x00010002)
     //   double BN momentum, BN epsilon
     //   int32  prediction batch size
     //   label key values: byte type code (0 = none), int32 count, count strings
     // and the weights stream (LeNetBnWeights.bin) holds: int64 byte count, then TorchSharp's state-dict format
-    // (parameters and BN buffers), always saved from CPU tensors so the file is device-neutral.
+    // (parameters and BN buffers; a folded model has no BN entries), always saved from CPU tensors so the file is
+    // device-neutral.
+    // Versions: 0x00010001 initial; 0x00010002 adds the BN-folded byte. Older readers cannot read 0x00010002 (a
+    // folded model's weights would not fit their unfolded network), hence verReadableCur = FormatVersion.
     // ---------------------------------------------------------------------------------------------------------
 
-    private const uint FormatVersion = 0x00010001;
+    private const uint InitialFormatVersion = 0x00010001;
+    private const uint FoldedFlagFormatVersion = 0x00010002;
+    private const uint FormatVersion = FoldedFlagFormatVersion;
 
     private static VersionInfo GetVersionInfo() => new(
         modelSignature: "LENETBNT",
         verWrittenCur: FormatVersion,
         verReadableCur: FormatVersion,
-        verWeCanReadBack: FormatVersion,
+        verWeCanReadBack: InitialFormatVersion,
         loaderSignature: LoaderSignature,
         loaderAssemblyName: typeof(LeNetBnTransformer).Assembly.FullName);
 
@@ -169,6 +195,7 @@ public sealed class LeNetBnTransformer : ITransformer, IDisposable
         w.Write((byte)a.BatchNorm); w.Write((byte)a.Activation); w.Write((byte)a.Pooling);
         w.Write((byte)a.BatchNormOptions.Convention);
         w.Write(a.BatchNormOptions.MovingVariance is { } kind ? (byte)kind : byte.MaxValue);
+        w.Write(a.BatchNormFolded ? (byte)1 : (byte)0);
         w.Write(a.BatchNormOptions.Momentum); w.Write(a.BatchNormOptions.Epsilon);
         w.Write(PredictionBatchSize);
         LabelKeyValues.Write(w, _keyValues);
@@ -183,6 +210,8 @@ public sealed class LeNetBnTransformer : ITransformer, IDisposable
         uint version = r.ReadUInt32();
         if (version > FormatVersion)
             throw new InvalidDataException($"This LeNetBn model was written by a newer MlNetBn (format 0x{version:X8}); this version reads up to 0x{FormatVersion:X8}.");
+        if (version < InitialFormatVersion)
+            throw new InvalidDataException($"The LeNetBn model declares format 0x{version:X8}, older than any MlNetBn wrote; the model file is corrupt.");
         string featureColumn = r.ReadString();
         var shape = new ImageShape(r.ReadInt32(), r.ReadInt32(), r.ReadInt32());
         int classes = r.ReadInt32();
@@ -191,6 +220,7 @@ public sealed class LeNetBnTransformer : ITransformer, IDisposable
         var pooling = ReadEnum<PoolingKind>(r);
         var convention = ReadEnum<MomentumConvention>(r);
         byte variance = r.ReadByte();
+        bool folded = version >= FoldedFlagFormatVersion && ReadFlag(r, "BN-folded");
         var architecture = new LeNetBnArchitecture
         {
             Input = shape,
@@ -198,6 +228,7 @@ public sealed class LeNetBnTransformer : ITransformer, IDisposable
             BatchNorm = bnKind,
             Activation = activation,
             Pooling = pooling,
+            BatchNormFolded = folded,
             BatchNormOptions = new BatchNormOptions
             {
                 Convention = convention,
@@ -223,6 +254,13 @@ public sealed class LeNetBnTransformer : ITransformer, IDisposable
             throw;
         }
     }
+
+    private static bool ReadFlag(BinaryReader r, string what) => r.ReadByte() switch
+    {
+        0 => false,
+        1 => true,
+        var b => throw new InvalidDataException($"Invalid {what} flag {b} in the model (0 or 1 expected)."),
+    };
 
     private static T ReadEnum<T>(BinaryReader r) where T : struct, Enum
     {

@@ -47,12 +47,17 @@ internal static class TrainerTestData
         public float[] Features { get; set; } = [];
     }
 
-    /// <summary>Few epochs on 2,000 images: small batches so a couple of epochs take enough SGD steps.</summary>
+    /// <summary>
+    /// Few epochs on 2,000 images: small batches so a couple of epochs take enough SGD steps, and SGD momentum,
+    /// which made 2 epochs the steadiest across seeds (test accuracy 0.719–0.752 over seeds 1–5, against
+    /// 0.644–0.739 for plain SGD with lr 0.5).
+    /// </summary>
     public static LeNetBnTrainer.Options QuickOptions(int epochs = 2, int seed = 1) => new()
     {
         Epochs = epochs,
         BatchSize = 32,
-        LearningRate = 0.5,
+        LearningRate = 0.05,
+        SgdMomentum = 0.9,
         Seed = seed,
         Device = Training.DeviceKind.Cpu,
     };

@@ -64,6 +64,14 @@ public sealed record LeNetBnArchitecture
     /// <summary>Batch normalization hyper-parameters (momentum, epsilon, moving-variance kind).</summary>
     public BatchNormOptions BatchNormOptions { get; init; } = new();
 
+    /// <summary>
+    /// True for a prediction-only network whose batch normalization layers were folded into the conv/linear layer
+    /// before each (see <see cref="LeNetBnNetwork.FoldBatchNorm"/>): it has no BN layers, and
+    /// <see cref="BatchNorm"/> and <see cref="BatchNormOptions"/> record what was folded. Requires a
+    /// <see cref="BatchNorm"/> other than <see cref="BatchNormKind.None"/>.
+    /// </summary>
+    public bool BatchNormFolded { get; init; }
+
     /// <summary>Activation after each normalized layer.</summary>
     public ActivationKind Activation { get; init; } = ActivationKind.Sigmoid;
 

@@ -11,6 +11,8 @@ namespace MlNetBn.Modules;
 /// Flatten → Linear(→120) → BN → act → Linear(120→84) → BN → act → Linear(84→classes).
 /// </summary>
 /// <remarks>
+/// A network built with <see cref="LeNetBnArchitecture.BatchNormFolded"/> has no BN layers (its conv/linear
+/// layers hold the folded ones); <see cref="FoldBatchNorm"/> makes one from a trained network.
 /// Input is N×C×H×W, or N×(C·H·W) as ML.NET feature vectors arrive, which is viewed as N×C×H×W.
 /// Output is N×classes logits. Conv and linear weights are Xavier-uniform initialized as d2l does; their biases
 /// keep TorchSharp's default initialization.
@@ -71,7 +73,7 @@ public sealed class LeNetBnNetwork : Module<Tensor, Tensor>
     /// <summary>Number of features entering the first fully connected layer: 16·h·w after the two conv blocks.</summary>
     public int FlattenSize { get; }
 
-    /// <summary>The layers in order, named conv1, bn1, act1, pool1, …, fc3 (the state dict's prefixes).</summary>
+    /// <summary>The layers in order, named conv1, bn1, act1, pool1, …, fc3 (the state dict's prefixes); no bnK layers when BN is none or folded.</summary>
     public Sequential Layers => layers;
 
     /// <inheritdoc/>
@@ -87,7 +89,22 @@ public sealed class LeNetBnNetwork : Module<Tensor, Tensor>
         return layers.forward(input);
     }
 
-    /// <summary>Copies every batch normalization layer's gamma, beta, moving mean and moving variance, in network order.</summary>
+    /// <summary>
+    /// A new network, on the same device and in eval mode, with every batch normalization layer folded into the
+    /// conv/linear layer before it: for eval-mode BN <c>y = γ·(z − μ)/√(σ² + ε) + β</c> after <c>z = W·x + b</c>,
+    /// the folded layer has <c>W' = W·s</c> per output channel/feature and <c>b' = (b − μ)·s + β</c> with
+    /// <c>s = γ/√(σ² + ε)</c>. It computes the same function as this network in eval mode (to float rounding)
+    /// with fewer operations; it cannot be trained with batch normalization any more. This network is unchanged.
+    /// </summary>
+    /// <exception cref="InvalidOperationException">The network has no batch normalization, or it is already folded.</exception>
+    public LeNetBnNetwork FoldBatchNorm() => BatchNormFolding.Fold(this);
+
+    /// <summary>
+    /// Copies every batch normalization layer's gamma, beta, moving mean and moving variance, in network order.
+    /// Empty when the network has no BN layers: <see cref="BatchNormKind.None"/>, or folded
+    /// (<see cref="LeNetBnArchitecture.BatchNormFolded"/>), where the statistics are merged into the conv/linear
+    /// weights and cannot be told apart from them any more.
+    /// </summary>
     public IReadOnlyList<BatchNormLayerState> GetBatchNormStates()
     {
         var states = new List<BatchNormLayerState>();
@@ -126,7 +143,7 @@ public sealed class LeNetBnNetwork : Module<Tensor, Tensor>
 
     private void AddNormalizedActivation(List<(string, Module<Tensor, Tensor>)> modules, string index, int features, bool convolutional)
     {
-        var kind = Architecture.BatchNorm;
+        var kind = Architecture.BatchNormFolded ? BatchNormKind.None : Architecture.BatchNorm;
         var options = Architecture.BatchNormOptions;
         if (kind == BatchNormKind.Scratch)
             modules.Add(("bn" + index, convolutional ? new ScratchBatchNorm2d(features, options) : new ScratchBatchNorm1d(features, options)));
@@ -158,6 +175,8 @@ public sealed class LeNetBnNetwork : Module<Tensor, Tensor>
         if (!Enum.IsDefined(a.Pooling))
             throw new ArgumentOutOfRangeException(nameof(a.Pooling), a.Pooling, "Unknown pooling.");
         ComputeFlattenSize(a.Input);
+        if (a.BatchNormFolded && a.BatchNorm == BatchNormKind.None)
+            throw new ArgumentException("A network without batch normalization has nothing folded: BatchNormFolded needs BatchNorm Scratch or BuiltIn.", nameof(a.BatchNormFolded));
         ArgumentNullException.ThrowIfNull(a.BatchNormOptions, nameof(a.BatchNormOptions));
         a.BatchNormOptions.Validate();
         if (a.BatchNorm == BatchNormKind.BuiltIn && a.BatchNormOptions.MovingVariance == MovingVarianceKind.Biased)
