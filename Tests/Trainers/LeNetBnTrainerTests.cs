@@ -98,16 +98,16 @@ public sealed class LeNetBnTrainerTests
     {
         var mlContext = new MLContext(seed: 2);
         // Start from text labels, as a user with a CSV would.
-        var text = mlContext.Transforms.Conversion.MapKeyToValue("Label").Fit(TrainerTestData.Train(mlContext, 50)).Transform(TrainerTestData.Train(mlContext, 50));
+        var text = mlContext.Transforms.Conversion.MapKeyToValue("Label").Fit(TrainerTestData.Train(mlContext, 100)).Transform(TrainerTestData.Train(mlContext, 100));
         var pipeline = mlContext.Transforms.Conversion.MapValueToKey("Label")
-            .Append(mlContext.MulticlassClassification.Trainers.LeNetBn(TrainerTestData.QuickOptions(epochs: 1)))
+            .Append(mlContext.MulticlassClassification.Trainers.LeNetBn(TrainerTestData.QuickOptions()))
             .Append(mlContext.Transforms.Conversion.MapKeyToValue("PredictedClass", "PredictedLabel"));
         using var model = pipeline.Fit(text);
         var predictions = model.Transform(text);
         var classes = predictions.GetColumn<ReadOnlyMemory<char>>("PredictedClass").Select(c => c.ToString()).ToList();
         Assert.IsTrue(classes.All(FashionMnist.ClassNames.Contains), string.Join(", ", classes.Distinct()));
         var metrics = mlContext.MulticlassClassification.Evaluate(predictions);
-        Assert.IsGreaterThan(0.2, metrics.MicroAccuracy, "well above chance (0.1) after one short epoch");
+        Assert.IsGreaterThan(0.3, metrics.MicroAccuracy, "well above chance (0.1) after two short epochs");
 
         mlContext.Model.Save(model, text.Schema, _zipPath);
         var loaded = new MLContext(seed: 3).Model.Load(_zipPath, out var schema);
