@@ -121,7 +121,35 @@ public sealed class LeNetBnNetwork : Module<Tensor, Tensor>
                     $"Image shape {input} is too small for LeNet's two 5×5 conv + 2×2 pool blocks; the smallest is {input.Channels}×16×16.",
                     nameof(input));
         }
-        return ConvChannels[^1] * h * w;
+        // Checked: a huge image (for example one read from a damaged model file) must not wrap to a small size.
+        return checked(ConvChannels[^1] * h * w);
+    }
+
+    /// <summary>
+    /// Number of values (parameters and buffers) in the state dict of a network of <paramref name="architecture"/>,
+    /// computed without building it, so that sizes read from a file can be bounded before libtorch allocates them.
+    /// </summary>
+    internal static long CountStateValues(LeNetBnArchitecture architecture)
+    {
+        ArgumentNullException.ThrowIfNull(architecture);
+        Validate(architecture);
+        long[] inputs = [architecture.Input.Channels, ConvChannels[0], ComputeFlattenSize(architecture.Input), HiddenUnits[0], HiddenUnits[1]];
+        long[] outputs = [ConvChannels[0], ConvChannels[1], HiddenUnits[0], HiddenUnits[1], architecture.NumClasses];
+        long[] kernel = [KernelSize * KernelSize, KernelSize * KernelSize, 1, 1, 1];
+        long count = 0;
+        checked
+        {
+            for (int layer = 0; layer < inputs.Length; layer++)
+            {
+                count += inputs[layer] * outputs[layer] * kernel[layer] + outputs[layer]; // weight and bias
+                bool normalized = layer < inputs.Length - 1;
+                if (normalized && architecture.BatchNorm == BatchNormKind.Scratch)
+                    count += 4 * outputs[layer]; // gamma, beta, moving mean, moving variance
+                else if (normalized && architecture.BatchNorm == BatchNormKind.BuiltIn)
+                    count += 4 * outputs[layer] + 1; // weight, bias, running mean and variance, num_batches_tracked
+            }
+        }
+        return count;
     }
 
     private void AddNormalizedActivation(List<(string, Module<Tensor, Tensor>)> modules, string index, int features, bool convolutional)
