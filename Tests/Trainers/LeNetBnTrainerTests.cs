@@ -165,8 +165,11 @@ public sealed class LeNetBnTrainerTests
         {
             var (exitCode, values, output) = RunModelLoadHost(_zipPath, featuresPath, 784);
             Assert.AreEqual(0, exitCode, output);
+            // The host never names an MlNetBn type: ML.NET finds the loader through the assembly name in the zip.
             Assert.AreEqual("False", values["mlnetbn-loaded-before"], output);
+            Assert.AreEqual("True", values["mlnetbn-loaded-after"], output);
             Assert.AreEqual(typeof(LeNetBnTransformer).FullName, values["transformer[0].type"], output);
+            StringAssert.StartsWith(values["mlnet-version"], "5.0.1");
             var expected = Scores(s_mlContext, s_model.Transform(s_test));
             var predictedNames = s_model.Transform(s_test).GetColumn<uint>("PredictedLabel").Select(k => FashionMnist.ClassNames[(int)k - 1]).ToList();
             for (int i = 0; i < images.Count; i++)
