@@ -20,11 +20,25 @@ namespace MlNetBn;
 /// statistics, no gradients), <see cref="LeNetBnTrainer.Defaults.PredictionBatchSize"/> rows per forward pass.
 /// </summary>
 /// <remarks>
-/// Save and load it with <c>mlContext.Model.Save</c>/<c>Load</c>: the weights travel inside the zip.
-/// Thread safety: <see cref="Transform"/> and <see cref="GetRowToRowMapper"/> may be called from several threads,
-/// and each resulting cursor, or each <c>PredictionEngine</c>, used from one thread at a time — as ML.NET's own
-/// transformers. The transformer owns native TorchSharp memory: dispose it when done (models loaded by ML.NET are
-/// disposed with the chain that holds them, or by the garbage collector's finalizers otherwise).
+/// <para>
+/// Save and load it with <c>mlContext.Model.Save</c>/<c>Load</c>: the weights travel inside the zip. A damaged,
+/// truncated or too-new model file fails to load with an <see cref="InvalidDataException"/> naming the entry.
+/// </para>
+/// <para>
+/// Thread safety (docs/THREADING.md): one transformer may serve many threads. <see cref="Transform"/>,
+/// <see cref="GetRowToRowMapper"/>, <see cref="GetOutputSchema"/> and <see cref="GetBatchNormStates"/> may be
+/// called concurrently, and give the same results, to the bit, as on one thread. What they return is not shared:
+/// each cursor of a transformed view, and each <c>PredictionEngine</c>, is for one thread at a time; use one
+/// engine per thread or <c>PredictionEnginePool</c> (ML.NET's own rule for <c>PredictionEngine</c>).
+/// </para>
+/// <para>
+/// Lifetime: the transformer owns native (libtorch) memory; dispose it when no code will predict with it again.
+/// A chain returned by <c>Fit</c> or <c>Model.Load</c> disposes it with the chain, and a <c>PredictionEngine</c>
+/// created without <c>PredictionEngineOptions.OwnsTransformer = false</c> disposes it with the engine, ML.NET's
+/// default. <see cref="Dispose"/> waits for forward passes in flight on other threads; later calls throw
+/// <see cref="ObjectDisposedException"/>, never touch freed memory. An undisposed transformer is freed by
+/// TorchSharp's finalizers, later.
+/// </para>
 /// </remarks>
 public sealed class LeNetBnTransformer : ITransformer, IDisposable
 {
@@ -37,6 +51,12 @@ public sealed class LeNetBnTransformer : ITransformer, IDisposable
     private readonly LeNetBnNetwork _network;
     private readonly Device _device;
     private readonly LabelKeyValues? _keyValues;
+
+    // Every use of the network holds the read side; Dispose takes the write side. So Dispose waits for forward
+    // passes in flight on other threads, and a call after it throws ObjectDisposedException instead of running on
+    // freed native memory. Never disposed itself: it holds no native resource until contended, and a disposed
+    // lock would throw its own ObjectDisposedException, naming the lock instead of this transformer.
+    private readonly ReaderWriterLockSlim _lifetime = new(LockRecursionPolicy.NoRecursion);
     private bool _disposed;
 
     internal LeNetBnTransformer(IHostEnvironment env, LeNetBnNetwork network, string featureColumnName, LabelKeyValues? keyValues,
@@ -82,7 +102,7 @@ public sealed class LeNetBnTransformer : ITransformer, IDisposable
     /// <summary>Copies of every batch normalization layer's gamma, beta, moving mean and moving variance, in network order.</summary>
     public IReadOnlyList<BatchNormLayerState> GetBatchNormStates()
     {
-        ThrowIfDisposed();
+        using var _ = UseNetwork();
         return _network.GetBatchNormStates();
     }
 
@@ -115,7 +135,7 @@ public sealed class LeNetBnTransformer : ITransformer, IDisposable
     /// </summary>
     internal void Predict(float[] features, int rows, Span<float> scores)
     {
-        ThrowIfDisposed();
+        using var use = UseNetwork();
         using var scope = NewDisposeScope();
         using var _ = no_grad();
         var x = tensor(features, [rows, Architecture.Input.Size]).narrow(0, 0, rows);
@@ -123,15 +143,43 @@ public sealed class LeNetBnTransformer : ITransformer, IDisposable
         probabilities.data<float>().CopyTo(scores[..(rows * ClassCount)]);
     }
 
-    /// <summary>Releases the network's native memory.</summary>
+    /// <summary>
+    /// Releases the network's native memory, after the forward passes in flight on other threads finish. Safe to
+    /// call more than once; any later use of the transformer throws <see cref="ObjectDisposedException"/>.
+    /// </summary>
     public void Dispose()
     {
-        if (_disposed) return;
-        _disposed = true;
-        _network.Dispose();
+        _lifetime.EnterWriteLock();
+        try
+        {
+            if (_disposed) return;
+            _disposed = true;
+            _network.Dispose();
+        }
+        finally
+        {
+            _lifetime.ExitWriteLock();
+        }
     }
 
     private void ThrowIfDisposed() => ObjectDisposedException.ThrowIf(_disposed, this);
+
+    /// <summary>Holds off <see cref="Dispose"/> while the caller uses the network; throws if it already ran.</summary>
+    private NetworkUse UseNetwork()
+    {
+        _lifetime.EnterReadLock();
+        if (_disposed)
+        {
+            _lifetime.ExitReadLock();
+            ThrowIfDisposed();
+        }
+        return new NetworkUse(_lifetime);
+    }
+
+    private readonly struct NetworkUse(ReaderWriterLockSlim lifetime) : IDisposable
+    {
+        public void Dispose() => lifetime.ExitReadLock();
+    }
 
     // ---------------------------------------------------------------------------------------------------------
     // Persistence. How ML.NET finds this code: mlContext.Model.Save calls ICanSaveModel.Save with a ModelSaveContext
@@ -174,7 +222,7 @@ public sealed class LeNetBnTransformer : ITransformer, IDisposable
 
     void ICanSaveModel.Save(ModelSaveContext ctx)
     {
-        ThrowIfDisposed();
+        using var use = UseNetwork();
         ctx.CheckAtModel();
         ctx.SetVersionInfo(GetVersionInfo());
         var w = ctx.Writer;

@@ -32,10 +32,24 @@ public sealed class LeNetBnNetwork : Module<Tensor, Tensor>
         ArgumentNullException.ThrowIfNull(architecture);
         Validate(architecture);
         Architecture = architecture;
-        FlattenSize = ComputeFlattenSize(architecture.Input);
-        if (seed is { } s)
-            random.manual_seed(s);
+        // Seeding and initialization draw from libtorch's process-wide generator: one build at a time, so that a
+        // seeded build gets the same weights while other threads build networks (seeded, fresh, or being loaded).
+        lock (GeneratorGate)
+        {
+            if (seed is { } s)
+                random.manual_seed(s);
+            layers = Build(out int flattenSize);
+            FlattenSize = flattenSize;
+        }
+        RegisterComponents();
+    }
 
+    private static readonly object GeneratorGate = new();
+
+    private Sequential Build(out int flattenSize)
+    {
+        var architecture = Architecture;
+        flattenSize = ComputeFlattenSize(architecture.Input);
         var input = architecture.Input;
         var modules = new List<(string, Module<Tensor, Tensor>)>
         {
@@ -47,22 +61,22 @@ public sealed class LeNetBnNetwork : Module<Tensor, Tensor>
         AddNormalizedActivation(modules, "2", ConvChannels[1], convolutional: true);
         modules.Add(("pool2", Pool()));
         modules.Add(("flatten", Flatten()));
-        modules.Add(("fc1", Linear(FlattenSize, HiddenUnits[0])));
+        modules.Add(("fc1", Linear(flattenSize, HiddenUnits[0])));
         AddNormalizedActivation(modules, "3", HiddenUnits[0], convolutional: false);
         modules.Add(("fc2", Linear(HiddenUnits[0], HiddenUnits[1])));
         AddNormalizedActivation(modules, "4", HiddenUnits[1], convolutional: false);
         modules.Add(("fc3", Linear(HiddenUnits[1], architecture.NumClasses)));
-        layers = Sequential(modules);
+        var sequential = Sequential(modules);
 
         using (no_grad())
         {
-            foreach (var (_, module) in layers.named_children())
+            foreach (var (_, module) in sequential.named_children())
             {
                 if (module is Conv2d conv) init.xavier_uniform_(conv.weight!);
                 else if (module is Linear linear) init.xavier_uniform_(linear.weight!);
             }
         }
-        RegisterComponents();
+        return sequential;
     }
 
     /// <summary>The architecture the network was built with.</summary>
