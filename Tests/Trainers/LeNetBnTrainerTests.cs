@@ -240,6 +240,53 @@ public sealed class LeNetBnTrainerTests
         Assert.AreEqual(1, epochs, "Fit stopped at the first step after cancellation");
     }
 
+    /// <summary>
+    /// Cancelled from another thread in the middle of an epoch, Fit finishes at most the step in flight: the time
+    /// from Cancel to the exception is about one batch, not the rest of the epoch.
+    /// </summary>
+    [TestMethod]
+    public void CancellationFromAnotherThread_MidEpoch_StopsWithinOneStep()
+    {
+        const int cancelAfter = 8;
+        using var cts = new CancellationTokenSource();
+        using var reached = new ManualResetEventSlim();
+        var options = TrainerTestData.QuickOptions(epochs: 2); // 1,000 images in batches of 32: 32 steps per epoch
+        var stepEnds = new System.Collections.Concurrent.ConcurrentQueue<long>();
+        options.StepEnded = step =>
+        {
+            stepEnds.Enqueue(System.Diagnostics.Stopwatch.GetTimestamp());
+            if (step == cancelAfter) reached.Set();
+        };
+        int epochs = 0;
+        options.EpochEnded = _ => epochs++;
+        options.CancellationToken = cts.Token;
+        long cancelledAt = 0;
+        var canceller = Task.Factory.StartNew(() =>
+        {
+            reached.Wait();
+            cancelledAt = System.Diagnostics.Stopwatch.GetTimestamp();
+            cts.Cancel();
+        }, TaskCreationOptions.LongRunning);
+
+        var trainer = s_mlContext.MulticlassClassification.Trainers.LeNetBn(options);
+        var data = TrainerTestData.Train(s_mlContext, 100);
+        Assert.ThrowsExactly<OperationCanceledException>(() => trainer.Fit(data));
+        long stoppedAt = System.Diagnostics.Stopwatch.GetTimestamp();
+        canceller.Wait();
+
+        var ends = stepEnds.ToArray();
+        int stepsAfterCancel = ends.Count(t => t > cancelledAt);
+        var longestStep = TimeSpan.FromTicks(ends.Zip(ends.Skip(1), (a, b) => b - a).Max() * TimeSpan.TicksPerSecond / System.Diagnostics.Stopwatch.Frequency);
+        var stopLatency = System.Diagnostics.Stopwatch.GetElapsedTime(cancelledAt, stoppedAt);
+        TestContext.WriteLine($"{ends.Length} steps, {stepsAfterCancel} after Cancel; stopped {stopLatency.TotalMilliseconds:F1} ms after Cancel; longest step {longestStep.TotalMilliseconds:F1} ms");
+        Assert.AreEqual(0, epochs, "the first epoch never ended");
+        Assert.IsLessThan(32, ends.Length, "stopped inside the first epoch");
+        Assert.IsGreaterThanOrEqualTo(cancelAfter, ends.Length);
+        Assert.IsLessThanOrEqualTo(1, stepsAfterCancel, "at most the step in flight finishes after Cancel");
+        // About one batch: the step in flight, plus the cleanup and some scheduling slack on a busy machine.
+        Assert.IsLessThan(2 * longestStep + TimeSpan.FromMilliseconds(250), stopLatency);
+    }
+
     [TestMethod]
     public void MissingOrWrongColumns_AreNamedBeforeTraining()
     {
