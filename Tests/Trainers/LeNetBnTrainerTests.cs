@@ -185,18 +185,34 @@ public sealed class LeNetBnTrainerTests
         }
     }
 
+    /// <summary>Same seed, same data, CPU: bit-identical weights and buffers, also for the built-in BN and a seeded validation split.</summary>
     [TestMethod]
-    public void SameSeed_GivesBitIdenticalWeights_OtherSeed_Differs()
+    [DataRow(BatchNormKind.Scratch, 0.0)]
+    [DataRow(BatchNormKind.BuiltIn, 0.0)]
+    [DataRow(BatchNormKind.Scratch, 0.2)]
+    [DataRow(BatchNormKind.BuiltIn, 0.2)]
+    public void SameSeed_GivesBitIdenticalWeights_OtherSeed_Differs(BatchNormKind batchNorm, double validationFraction)
     {
         var data = TrainerTestData.Train(s_mlContext, 30);
-        LeNetBnTransformer Fit(int seed) => new MLContext(seed: 5).MulticlassClassification.Trainers.LeNetBn(TrainerTestData.QuickOptions(epochs: 1, seed: seed)).Fit(data);
+        LeNetBnTransformer Fit(int seed)
+        {
+            var options = TrainerTestData.QuickOptions(epochs: 1, seed: seed);
+            options.BatchNorm = batchNorm;
+            options.ValidationFraction = validationFraction;
+            return new MLContext(seed: 5).MulticlassClassification.Trainers.LeNetBn(options).Fit(data);
+        }
         using var a = Fit(7);
         using var b = Fit(7);
         using var c = Fit(8);
+        using var scope = TorchSharp.torch.NewDisposeScope();
         var sa = a.NetworkForTests.state_dict();
         var sb = b.NetworkForTests.state_dict();
+        Assert.HasCount(sa.Count, sb);
         foreach (var (name, value) in sa)
             Assert.IsTrue(value.equal(sb[name]).all().item<bool>(), $"{name} differs between two fits with the same seed");
+        Assert.AreEqual(a.TrainingHistory[0].Loss, b.TrainingHistory[0].Loss);
+        Assert.AreEqual(a.TrainingHistory[0].ValidationLoss, b.TrainingHistory[0].ValidationLoss, "the same rows were held out");
+        Assert.AreEqual(validationFraction > 0, a.TrainingHistory[0].ValidationLoss is not null);
         Assert.IsFalse(sa["layers.conv1.weight"].equal(c.NetworkForTests.state_dict()["layers.conv1.weight"]).all().item<bool>());
     }
 
