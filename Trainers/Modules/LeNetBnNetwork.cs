@@ -36,10 +36,18 @@ public sealed class LeNetBnNetwork : Module<Tensor, Tensor>
         // seeded build gets the same weights while other threads build networks (seeded, fresh, or being loaded).
         lock (GeneratorGate)
         {
+            // TorchSharp 0.107's Conv2d constructor leaves a view of its weight (the tensor[0, 0] of
+            // init.CalculateFanInAndFanOut) to the finalizer, keeping the weight's storage alive after Dispose.
+            // Built inside a scope, which then keeps nothing but that view: the network owns the rest.
+            using var scope = NewDisposeScope();
             if (seed is { } s)
                 random.manual_seed(s);
             layers = Build(out int flattenSize);
             FlattenSize = flattenSize;
+            foreach (var parameter in layers.parameters())
+                parameter.DetachFromDisposeScope();
+            foreach (var buffer in layers.buffers())
+                buffer.DetachFromDisposeScope();
         }
         RegisterComponents();
     }
