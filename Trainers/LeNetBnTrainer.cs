@@ -139,8 +139,14 @@ public sealed class LeNetBnTrainer : IEstimator<LeNetBnTransformer>
         /// <summary>Called after every epoch with its metrics (on the training thread).</summary>
         public Action<LeNetBnEpochMetrics>? EpochEnded;
 
-        /// <summary>Cancels Fit between two training steps (and while the data are read); Fit then throws <see cref="OperationCanceledException"/>.</summary>
+        /// <summary>
+        /// Cancels Fit before the next training step (and while the data are read): Fit then throws
+        /// <see cref="OperationCanceledException"/> after at most the step in flight, and no model exists.
+        /// </summary>
         public CancellationToken CancellationToken;
+
+        /// <summary>Test hook: called on the training thread after every optimizer step with the steps done so far.</summary>
+        internal Action<int>? StepEnded;
 
         /// <summary>The batch normalization settings these options describe.</summary>
         internal BatchNormOptions ToBatchNormOptions() => new()

@@ -1,3 +1,4 @@
+using System.Reflection;
 using Microsoft.ML;
 using Microsoft.ML.Data;
 using Microsoft.ML.Runtime;
@@ -19,11 +20,25 @@ namespace MlNetBn;
 /// statistics, no gradients), <see cref="LeNetBnTrainer.Defaults.PredictionBatchSize"/> rows per forward pass.
 /// </summary>
 /// <remarks>
-/// Save and load it with <c>mlContext.Model.Save</c>/<c>Load</c>: the weights travel inside the zip.
-/// Thread safety: <see cref="Transform"/> and <see cref="GetRowToRowMapper"/> may be called from several threads,
-/// and each resulting cursor, or each <c>PredictionEngine</c>, used from one thread at a time — as ML.NET's own
-/// transformers. The transformer owns native TorchSharp memory: dispose it when done (models loaded by ML.NET are
-/// disposed with the chain that holds them, or by the garbage collector's finalizers otherwise).
+/// <para>
+/// Save and load it with <c>mlContext.Model.Save</c>/<c>Load</c>: the weights travel inside the zip. A damaged,
+/// truncated or too-new model file fails to load with an <see cref="InvalidDataException"/> naming the entry.
+/// </para>
+/// <para>
+/// Thread safety (docs/THREADING.md): one transformer may serve many threads. <see cref="Transform"/>,
+/// <see cref="GetRowToRowMapper"/>, <see cref="GetOutputSchema"/> and <see cref="GetBatchNormStates"/> may be
+/// called concurrently, and give the same results, to the bit, as on one thread. What they return is not shared:
+/// each cursor of a transformed view, and each <c>PredictionEngine</c>, is for one thread at a time; use one
+/// engine per thread or <c>PredictionEnginePool</c> (ML.NET's own rule for <c>PredictionEngine</c>).
+/// </para>
+/// <para>
+/// Lifetime: the transformer owns native (libtorch) memory; dispose it when no code will predict with it again.
+/// A chain returned by <c>Fit</c> or <c>Model.Load</c> disposes it with the chain, and a <c>PredictionEngine</c>
+/// created without <c>PredictionEngineOptions.OwnsTransformer = false</c> disposes it with the engine, ML.NET's
+/// default. <see cref="Dispose"/> waits for forward passes in flight on other threads; later calls throw
+/// <see cref="ObjectDisposedException"/>, never touch freed memory. An undisposed transformer is freed by
+/// TorchSharp's finalizers, later.
+/// </para>
 /// </remarks>
 public sealed class LeNetBnTransformer : ITransformer, IDisposable
 {
@@ -36,6 +51,12 @@ public sealed class LeNetBnTransformer : ITransformer, IDisposable
     private readonly LeNetBnNetwork _network;
     private readonly Device _device;
     private readonly LabelKeyValues? _keyValues;
+
+    // Every use of the network holds the read side; Dispose takes the write side. So Dispose waits for forward
+    // passes in flight on other threads, and a call after it throws ObjectDisposedException instead of running on
+    // freed native memory. Never disposed itself: it holds no native resource until contended, and a disposed
+    // lock would throw its own ObjectDisposedException, naming the lock instead of this transformer.
+    private readonly ReaderWriterLockSlim _lifetime = new(LockRecursionPolicy.NoRecursion);
     private bool _disposed;
 
     internal LeNetBnTransformer(IHostEnvironment env, LeNetBnNetwork network, string featureColumnName, LabelKeyValues? keyValues,
@@ -85,7 +106,7 @@ public sealed class LeNetBnTransformer : ITransformer, IDisposable
     /// </summary>
     public IReadOnlyList<BatchNormLayerState> GetBatchNormStates()
     {
-        ThrowIfDisposed();
+        using var _ = UseNetwork();
         return _network.GetBatchNormStates();
     }
 
@@ -100,7 +121,7 @@ public sealed class LeNetBnTransformer : ITransformer, IDisposable
     /// <exception cref="InvalidOperationException">The model has no batch normalization, or it is already folded.</exception>
     public LeNetBnTransformer FoldBatchNorm()
     {
-        ThrowIfDisposed();
+        using var use = UseNetwork();
         var folded = _network.FoldBatchNorm();
         return new LeNetBnTransformer(_host, folded, FeatureColumnName, _keyValues, PredictionBatchSize, TrainingHistory);
     }
@@ -134,7 +155,7 @@ public sealed class LeNetBnTransformer : ITransformer, IDisposable
     /// </summary>
     internal void Predict(float[] features, int rows, Span<float> scores)
     {
-        ThrowIfDisposed();
+        using var use = UseNetwork();
         using var scope = NewDisposeScope();
         using var _ = no_grad();
         var x = tensor(features, [rows, Architecture.Input.Size]).narrow(0, 0, rows);
@@ -142,19 +163,53 @@ public sealed class LeNetBnTransformer : ITransformer, IDisposable
         probabilities.data<float>().CopyTo(scores[..(rows * ClassCount)]);
     }
 
-    /// <summary>Releases the network's native memory.</summary>
+    /// <summary>
+    /// Releases the network's native memory, after the forward passes in flight on other threads finish. Safe to
+    /// call more than once; any later use of the transformer throws <see cref="ObjectDisposedException"/>.
+    /// </summary>
     public void Dispose()
     {
-        if (_disposed) return;
-        _disposed = true;
-        _network.Dispose();
+        _lifetime.EnterWriteLock();
+        try
+        {
+            if (_disposed) return;
+            _disposed = true;
+            _network.Dispose();
+        }
+        finally
+        {
+            _lifetime.ExitWriteLock();
+        }
     }
 
     private void ThrowIfDisposed() => ObjectDisposedException.ThrowIf(_disposed, this);
 
+    /// <summary>Holds off <see cref="Dispose"/> while the caller uses the network; throws if it already ran.</summary>
+    private NetworkUse UseNetwork()
+    {
+        _lifetime.EnterReadLock();
+        if (_disposed)
+        {
+            _lifetime.ExitReadLock();
+            ThrowIfDisposed();
+        }
+        return new NetworkUse(_lifetime);
+    }
+
+    private readonly struct NetworkUse(ReaderWriterLockSlim lifetime) : IDisposable
+    {
+        public void Dispose() => lifetime.ExitReadLock();
+    }
+
     // ---------------------------------------------------------------------------------------------------------
-    // Persistence. The model entry (Model.key) holds, after ML.NET's header:
-    //   int32  format version (same as VerWrittenCur, repeated so a truncated header is caught early)
+    // Persistence. How ML.NET finds this code: mlContext.Model.Save calls ICanSaveModel.Save with a ModelSaveContext
+    // on the entry <dir>/Model.key of the zip; SetVersionInfo puts ML.NET's header in front of it (model signature,
+    // versions, the loader signature and this assembly's full name). Model.Load, in any process, reads the header,
+    // loads the assembly by that name, registers its [assembly: LoadableClass] attributes and calls the Create whose
+    // loader signature matches. Nothing to register, as long as the process can resolve MlNetBn.Trainers.
+    //
+    // The model entry (Model.key) holds, after ML.NET's header:
+    //   uint32 format version (equal to the header's VerWritten: a body that does not belong to its header is corrupt)
     //   string feature column name
     //   int32  channels, height, width, class count
     //   byte   BN kind, activation, pooling, momentum convention; byte moving-variance kind (255 = layer default)
@@ -162,28 +217,35 @@ public sealed class LeNetBnTransformer : ITransformer, IDisposable
     //   double BN momentum, BN epsilon
     //   int32  prediction batch size
     //   label key values: byte type code (0 = none), int32 count, count strings
-    // and the weights stream (LeNetBnWeights.bin) holds: int64 byte count, then TorchSharp's state-dict format
-    // (parameters and BN buffers; a folded model has no BN entries), always saved from CPU tensors so the file is
-    // device-neutral.
-    // Versions: 0x00010001 initial; 0x00010002 adds the BN-folded byte. Older readers cannot read 0x00010002 (a
-    // folded model's weights would not fit their unfolded network), hence verReadableCur = FormatVersion.
+    // and the weights entry (LeNetBnWeights.bin) what ModelWeights writes: int64 byte count, TorchSharp's state-dict
+    // format (parameters and BN buffers, none when folded; always from CPU tensors so the file is device-neutral),
+    // then (from 0x00010003) the SHA-256 of those bytes.
+    //
+    // Formats: 0x00010001 first; 0x00010002 adds the BN-folded byte; 0x00010003 adds the SHA-256. As in ML.NET, VerReadableCur is the oldest format a
+    // reader must understand to read what Save writes now (bump it with any change to either entry: ML.NET checks
+    // that a loader consumes Model.key exactly), and VerWeCanReadBack the oldest format Create still reads.
     // ---------------------------------------------------------------------------------------------------------
 
-    private const uint InitialFormatVersion = 0x00010001;
-    private const uint FoldedFlagFormatVersion = 0x00010002;
-    private const uint FormatVersion = FoldedFlagFormatVersion;
+    /// <summary>ML.NET's name for the main stream of each model directory in the zip.</summary>
+    internal const string ModelEntryName = "Model.key";
+
+    private const string ModelSignature = "LENETBNT";
+    private const uint FormatFirst = 0x00010001;
+    private const uint FormatFoldedFlag = 0x00010002;
+    private const uint FormatWeightsHash = 0x00010003;
+    private const uint FormatVersion = FormatWeightsHash;
 
     private static VersionInfo GetVersionInfo() => new(
-        modelSignature: "LENETBNT",
+        modelSignature: ModelSignature,
         verWrittenCur: FormatVersion,
-        verReadableCur: FormatVersion,
-        verWeCanReadBack: InitialFormatVersion,
+        verReadableCur: FormatWeightsHash,
+        verWeCanReadBack: FormatFirst,
         loaderSignature: LoaderSignature,
         loaderAssemblyName: typeof(LeNetBnTransformer).Assembly.FullName);
 
     void ICanSaveModel.Save(ModelSaveContext ctx)
     {
-        ThrowIfDisposed();
+        using var use = UseNetwork();
         ctx.CheckAtModel();
         ctx.SetVersionInfo(GetVersionInfo());
         var w = ctx.Writer;
@@ -202,50 +264,75 @@ public sealed class LeNetBnTransformer : ITransformer, IDisposable
         ctx.SaveBinaryStream(WeightsStreamName, writer => ModelWeights.Write(writer, _network));
     }
 
-    /// <summary>ML.NET's loader entry point, found through the assembly's <c>LoadableClass</c> attribute.</summary>
+    /// <summary>
+    /// ML.NET's loader entry point, found through the assembly's <c>LoadableClass</c> attribute. Every way a model
+    /// file can be damaged, truncated, foreign or too new ends in an <see cref="InvalidDataException"/> that names
+    /// the zip entry (ML.NET hands it on wrapped in a <c>TargetInvocationException</c>); no byte reaches TorchSharp
+    /// unchecked.
+    /// </summary>
     internal static LeNetBnTransformer Create(IHostEnvironment env, ModelLoadContext ctx)
     {
+        string modelEntry = EntryPath(ctx, ModelEntryName);
+        CheckFormat(ctx.Header, modelEntry);
         ctx.CheckAtModel(GetVersionInfo());
-        var r = ctx.Reader;
-        uint version = r.ReadUInt32();
-        if (version > FormatVersion)
-            throw new InvalidDataException($"This LeNetBn model was written by a newer MlNetBn (format 0x{version:X8}); this version reads up to 0x{FormatVersion:X8}.");
-        if (version < InitialFormatVersion)
-            throw new InvalidDataException($"The LeNetBn model declares format 0x{version:X8}, older than any MlNetBn wrote; the model file is corrupt.");
-        string featureColumn = r.ReadString();
-        var shape = new ImageShape(r.ReadInt32(), r.ReadInt32(), r.ReadInt32());
-        int classes = r.ReadInt32();
-        var bnKind = ReadEnum<BatchNormKind>(r);
-        var activation = ReadEnum<ActivationKind>(r);
-        var pooling = ReadEnum<PoolingKind>(r);
-        var convention = ReadEnum<MomentumConvention>(r);
-        byte variance = r.ReadByte();
-        bool folded = version >= FoldedFlagFormatVersion && ReadFlag(r, "BN-folded");
-        var architecture = new LeNetBnArchitecture
+        uint written = ctx.Header.ModelVerWritten;
+
+        string featureColumn;
+        LeNetBnArchitecture architecture;
+        int predictionBatchSize;
+        LabelKeyValues? keyValues;
+        try
         {
-            Input = shape,
-            NumClasses = classes,
-            BatchNorm = bnKind,
-            Activation = activation,
-            Pooling = pooling,
-            BatchNormFolded = folded,
-            BatchNormOptions = new BatchNormOptions
+            var r = ctx.Reader;
+            uint version = r.ReadUInt32();
+            if (version != written)
+                throw new InvalidDataException($"its body is of format 0x{version:X8} but its header says 0x{written:X8}");
+            featureColumn = r.ReadString();
+            var shape = new ImageShape(r.ReadInt32(), r.ReadInt32(), r.ReadInt32());
+            int classes = r.ReadInt32();
+            var bnKind = ReadEnum<BatchNormKind>(r);
+            var activation = ReadEnum<ActivationKind>(r);
+            var pooling = ReadEnum<PoolingKind>(r);
+            var convention = ReadEnum<MomentumConvention>(r);
+            byte variance = r.ReadByte();
+            bool folded = written >= FormatFoldedFlag && ReadFlag(r, "BN-folded");
+            architecture = new LeNetBnArchitecture
             {
-                Convention = convention,
-                MovingVariance = variance == byte.MaxValue ? null : (MovingVarianceKind)variance,
-                Momentum = r.ReadDouble(),
-                Epsilon = r.ReadDouble(),
-            },
-        };
-        int predictionBatchSize = r.ReadInt32();
-        var keyValues = LabelKeyValues.Read(r, classes);
+                Input = shape,
+                NumClasses = classes,
+                BatchNorm = bnKind,
+                Activation = activation,
+                Pooling = pooling,
+                BatchNormFolded = folded,
+                BatchNormOptions = new BatchNormOptions
+                {
+                    Convention = convention,
+                    MovingVariance = variance == byte.MaxValue ? null : (MovingVarianceKind)variance,
+                    Momentum = r.ReadDouble(),
+                    Epsilon = r.ReadDouble(),
+                },
+            };
+            predictionBatchSize = r.ReadInt32();
+            if (predictionBatchSize < 1)
+                throw new InvalidDataException($"prediction batch size {predictionBatchSize}");
+            keyValues = LabelKeyValues.Read(r, classes);
+            // Sizes come from the file: bound what they would allocate before libtorch allocates it.
+            long values = LeNetBnNetwork.CountStateValues(architecture);
+            if (values > ModelWeights.MaxBytes / sizeof(float))
+                throw new InvalidDataException($"its architecture ({shape}, {classes} classes) would need {values:N0} weights, more than a model file holds");
+        }
+        catch (Exception e) when (e is InvalidDataException or EndOfStreamException or ArgumentException or OverflowException)
+        {
+            throw new InvalidDataException($"The LeNet-BN model entry '{modelEntry}' of the model file is corrupt: {e.Message}.", e);
+        }
 
         TorchNative.EnsureLoaded();
         var network = new LeNetBnNetwork(architecture);
         try
         {
-            if (!ctx.TryLoadBinaryStream(WeightsStreamName, reader => ModelWeights.Read(reader, network)))
-                throw new InvalidDataException($"The model has no '{WeightsStreamName}' entry: its weights are missing.");
+            string weightsEntry = EntryPath(ctx, WeightsStreamName);
+            if (!ctx.TryLoadBinaryStream(WeightsStreamName, reader => ModelWeights.Read(reader, network, weightsEntry, hashed: written >= FormatWeightsHash)))
+                throw new InvalidDataException($"The model file has no '{weightsEntry}' entry next to '{modelEntry}': the LeNet-BN weights are missing.");
             return new LeNetBnTransformer(env, network, featureColumn, keyValues, predictionBatchSize, []);
         }
         catch
@@ -255,11 +342,46 @@ public sealed class LeNetBnTransformer : ITransformer, IDisposable
         }
     }
 
+    /// <summary>
+    /// The checks of ML.NET's <c>CheckAtModel</c>, first, with messages that name this entry, MlNetBn and both
+    /// format versions (ML.NET's name its own version and the loader signature only).
+    /// </summary>
+    private static void CheckFormat(ModelHeader header, string entry)
+    {
+        var ours = GetVersionInfo();
+        if (header.ModelSignature != ours.ModelSignature)
+            throw new InvalidDataException(
+                $"The model entry '{entry}' names the LeNet-BN loader but is not a LeNet-BN model: its model signature is '{SignatureText(header.ModelSignature)}', not '{ModelSignature}'.");
+        if (header.ModelVerReadable > header.ModelVerWritten)
+            throw new InvalidDataException(
+                $"The LeNet-BN model entry '{entry}' of the model file is corrupt: its header says format 0x{header.ModelVerWritten:X8} is readable from format 0x{header.ModelVerReadable:X8}, a later one.");
+        string reader = $"MlNetBn.Trainers {ProductVersion} reads LeNet-BN model formats 0x{ours.VerWeCanReadBack:X8} to 0x{ours.VerWrittenCur:X8}";
+        if (header.ModelVerReadable > ours.VerWrittenCur)
+            throw new InvalidDataException(
+                $"The LeNet-BN model in '{entry}' is too new: it was saved in model format 0x{header.ModelVerWritten:X8}, which needs a reader of format 0x{header.ModelVerReadable:X8} or later; {reader}. Update the MlNetBn packages to load it.");
+        if (header.ModelVerWritten < ours.VerWeCanReadBack)
+            throw new InvalidDataException(
+                $"The LeNet-BN model in '{entry}' is too old: it was saved in model format 0x{header.ModelVerWritten:X8}; {reader}. Train it again, or load it with the MlNetBn that saved it.");
+    }
+
+    private static string EntryPath(ModelLoadContext ctx, string name) =>
+        string.IsNullOrEmpty(ctx.Directory) ? name : $"{ctx.Directory.Replace('\\', '/')}/{name}";
+
+    private static string SignatureText(ulong signature)
+    {
+        var bytes = BitConverter.GetBytes(signature);
+        return bytes.All(b => b is >= 0x20 and < 0x7F) ? System.Text.Encoding.ASCII.GetString(bytes) : $"0x{signature:X16}";
+    }
+
+    private static string ProductVersion =>
+        typeof(LeNetBnTransformer).Assembly.GetCustomAttribute<AssemblyInformationalVersionAttribute>()?.InformationalVersion.Split('+')[0]
+        ?? typeof(LeNetBnTransformer).Assembly.GetName().Version?.ToString() ?? "?";
+
     private static bool ReadFlag(BinaryReader r, string what) => r.ReadByte() switch
     {
         0 => false,
         1 => true,
-        var b => throw new InvalidDataException($"Invalid {what} flag {b} in the model (0 or 1 expected)."),
+        var b => throw new InvalidDataException($"invalid {what} flag {b} (0 or 1 expected)"),
     };
 
     private static T ReadEnum<T>(BinaryReader r) where T : struct, Enum
@@ -267,7 +389,7 @@ public sealed class LeNetBnTransformer : ITransformer, IDisposable
         byte b = r.ReadByte();
         var value = (T)Enum.ToObject(typeof(T), b);
         if (!Enum.IsDefined(value))
-            throw new InvalidDataException($"Unknown {typeof(T).Name} value {b} in the model.");
+            throw new InvalidDataException($"unknown {typeof(T).Name} value {b}");
         return value;
     }
 }

@@ -1,5 +1,4 @@
 using System.Reflection;
-using MlNetBn.Internal;
 
 namespace MlNetBn.Tests.Internals;
 
@@ -19,7 +18,7 @@ public sealed class PublicApiTests
     public void TrainersPublicApiExposesNoMlNetInternals()
     {
         var leaks = new SortedSet<string>(StringComparer.Ordinal);
-        foreach (var type in typeof(MlNetInternalsProbe).Assembly.GetExportedTypes())
+        foreach (var type in typeof(LeNetBnTransformer).Assembly.GetExportedTypes())
         {
             Check(type.BaseType, $"base type of {type}", leaks);
             foreach (var i in type.GetInterfaces())

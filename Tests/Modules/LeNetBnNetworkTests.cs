@@ -18,6 +18,32 @@ public sealed class LeNetBnNetworkTests
         CollectionAssert.AreEqual(new long[] { 3, 10 }, net.forward(rand(3, 784)).shape);
     }
 
+    /// <summary>
+    /// The seed goes through libtorch's process-wide generator, so networks built at once on other threads (seeded
+    /// or not: a model being loaded draws from it too) must not interleave with a seeded build.
+    /// </summary>
+    [TestMethod]
+    public void SeededBuilds_AreReproducible_WhileOtherThreadsBuildNetworks()
+    {
+        var architecture = new LeNetBnArchitecture();
+        Tensor Weights(LeNetBnNetwork net) => torch.cat(net.parameters().Select(p => p.detach().flatten()).ToList(), 0);
+        using var reference = new LeNetBnNetwork(architecture, seed: 42);
+        using var expected = Weights(reference);
+        int mismatches = 0;
+        var workers = Enumerable.Range(0, 4).Select(t => Task.Factory.StartNew(() =>
+        {
+            for (int i = 0; i < 15; i++)
+            {
+                using var scope = NewDisposeScope();
+                using var net = (t + i) % 2 == 0 ? new LeNetBnNetwork(architecture, seed: 42) : new LeNetBnNetwork(architecture);
+                if ((t + i) % 2 == 0 && !Weights(net).equal(expected).all().item<bool>())
+                    Interlocked.Increment(ref mismatches);
+            }
+        }, TaskCreationOptions.LongRunning)).ToArray();
+        Task.WaitAll(workers);
+        Assert.AreEqual(0, mismatches, "seeded networks built beside other builds got other weights");
+    }
+
     [TestMethod]
     public void OtherInputShape_ComputesFlattenSize()
     {

@@ -165,8 +165,11 @@ public sealed class LeNetBnTrainerTests
         {
             var (exitCode, values, output) = RunModelLoadHost(_zipPath, featuresPath, 784);
             Assert.AreEqual(0, exitCode, output);
+            // The host never names an MlNetBn type: ML.NET finds the loader through the assembly name in the zip.
             Assert.AreEqual("False", values["mlnetbn-loaded-before"], output);
+            Assert.AreEqual("True", values["mlnetbn-loaded-after"], output);
             Assert.AreEqual(typeof(LeNetBnTransformer).FullName, values["transformer[0].type"], output);
+            StringAssert.StartsWith(values["mlnet-version"], "5.0.1");
             var expected = Scores(s_mlContext, s_model.Transform(s_test));
             var predictedNames = s_model.Transform(s_test).GetColumn<uint>("PredictedLabel").Select(k => FashionMnist.ClassNames[(int)k - 1]).ToList();
             for (int i = 0; i < images.Count; i++)
@@ -182,18 +185,34 @@ public sealed class LeNetBnTrainerTests
         }
     }
 
+    /// <summary>Same seed, same data, CPU: bit-identical weights and buffers, also for the built-in BN and a seeded validation split.</summary>
     [TestMethod]
-    public void SameSeed_GivesBitIdenticalWeights_OtherSeed_Differs()
+    [DataRow(BatchNormKind.Scratch, 0.0)]
+    [DataRow(BatchNormKind.BuiltIn, 0.0)]
+    [DataRow(BatchNormKind.Scratch, 0.2)]
+    [DataRow(BatchNormKind.BuiltIn, 0.2)]
+    public void SameSeed_GivesBitIdenticalWeights_OtherSeed_Differs(BatchNormKind batchNorm, double validationFraction)
     {
         var data = TrainerTestData.Train(s_mlContext, 30);
-        LeNetBnTransformer Fit(int seed) => new MLContext(seed: 5).MulticlassClassification.Trainers.LeNetBn(TrainerTestData.QuickOptions(epochs: 1, seed: seed)).Fit(data);
+        LeNetBnTransformer Fit(int seed)
+        {
+            var options = TrainerTestData.QuickOptions(epochs: 1, seed: seed);
+            options.BatchNorm = batchNorm;
+            options.ValidationFraction = validationFraction;
+            return new MLContext(seed: 5).MulticlassClassification.Trainers.LeNetBn(options).Fit(data);
+        }
         using var a = Fit(7);
         using var b = Fit(7);
         using var c = Fit(8);
+        using var scope = TorchSharp.torch.NewDisposeScope();
         var sa = a.NetworkForTests.state_dict();
         var sb = b.NetworkForTests.state_dict();
+        Assert.HasCount(sa.Count, sb);
         foreach (var (name, value) in sa)
             Assert.IsTrue(value.equal(sb[name]).all().item<bool>(), $"{name} differs between two fits with the same seed");
+        Assert.AreEqual(a.TrainingHistory[0].Loss, b.TrainingHistory[0].Loss);
+        Assert.AreEqual(a.TrainingHistory[0].ValidationLoss, b.TrainingHistory[0].ValidationLoss, "the same rows were held out");
+        Assert.AreEqual(validationFraction > 0, a.TrainingHistory[0].ValidationLoss is not null);
         Assert.IsFalse(sa["layers.conv1.weight"].equal(c.NetworkForTests.state_dict()["layers.conv1.weight"]).all().item<bool>());
     }
 
@@ -235,6 +254,53 @@ public sealed class LeNetBnTrainerTests
         options.CancellationToken = cts.Token;
         Assert.ThrowsExactly<OperationCanceledException>(() => s_mlContext.MulticlassClassification.Trainers.LeNetBn(options).Fit(TrainerTestData.Train(s_mlContext, 20)));
         Assert.AreEqual(1, epochs, "Fit stopped at the first step after cancellation");
+    }
+
+    /// <summary>
+    /// Cancelled from another thread in the middle of an epoch, Fit finishes at most the step in flight: the time
+    /// from Cancel to the exception is about one batch, not the rest of the epoch.
+    /// </summary>
+    [TestMethod]
+    public void CancellationFromAnotherThread_MidEpoch_StopsWithinOneStep()
+    {
+        const int cancelAfter = 8;
+        using var cts = new CancellationTokenSource();
+        using var reached = new ManualResetEventSlim();
+        var options = TrainerTestData.QuickOptions(epochs: 2); // 1,000 images in batches of 32: 32 steps per epoch
+        var stepEnds = new System.Collections.Concurrent.ConcurrentQueue<long>();
+        options.StepEnded = step =>
+        {
+            stepEnds.Enqueue(System.Diagnostics.Stopwatch.GetTimestamp());
+            if (step == cancelAfter) reached.Set();
+        };
+        int epochs = 0;
+        options.EpochEnded = _ => epochs++;
+        options.CancellationToken = cts.Token;
+        long cancelledAt = 0;
+        var canceller = Task.Factory.StartNew(() =>
+        {
+            reached.Wait();
+            cancelledAt = System.Diagnostics.Stopwatch.GetTimestamp();
+            cts.Cancel();
+        }, TaskCreationOptions.LongRunning);
+
+        var trainer = s_mlContext.MulticlassClassification.Trainers.LeNetBn(options);
+        var data = TrainerTestData.Train(s_mlContext, 100);
+        Assert.ThrowsExactly<OperationCanceledException>(() => trainer.Fit(data));
+        long stoppedAt = System.Diagnostics.Stopwatch.GetTimestamp();
+        canceller.Wait();
+
+        var ends = stepEnds.ToArray();
+        int stepsAfterCancel = ends.Count(t => t > cancelledAt);
+        var longestStep = TimeSpan.FromTicks(ends.Zip(ends.Skip(1), (a, b) => b - a).Max() * TimeSpan.TicksPerSecond / System.Diagnostics.Stopwatch.Frequency);
+        var stopLatency = System.Diagnostics.Stopwatch.GetElapsedTime(cancelledAt, stoppedAt);
+        TestContext.WriteLine($"{ends.Length} steps, {stepsAfterCancel} after Cancel; stopped {stopLatency.TotalMilliseconds:F1} ms after Cancel; longest step {longestStep.TotalMilliseconds:F1} ms");
+        Assert.AreEqual(0, epochs, "the first epoch never ended");
+        Assert.IsLessThan(32, ends.Length, "stopped inside the first epoch");
+        Assert.IsGreaterThanOrEqualTo(cancelAfter, ends.Length);
+        Assert.IsLessThanOrEqualTo(1, stepsAfterCancel, "at most the step in flight finishes after Cancel");
+        // About one batch: the step in flight, plus the cleanup and some scheduling slack on a busy machine.
+        Assert.IsLessThan(2 * longestStep + TimeSpan.FromMilliseconds(250), stopLatency);
     }
 
     [TestMethod]

@@ -34,10 +34,32 @@ public sealed class LeNetBnNetwork : Module<Tensor, Tensor>
         ArgumentNullException.ThrowIfNull(architecture);
         Validate(architecture);
         Architecture = architecture;
-        FlattenSize = ComputeFlattenSize(architecture.Input);
-        if (seed is { } s)
-            random.manual_seed(s);
+        // Seeding and initialization draw from libtorch's process-wide generator: one build at a time, so that a
+        // seeded build gets the same weights while other threads build networks (seeded, fresh, or being loaded).
+        lock (GeneratorGate)
+        {
+            // TorchSharp 0.107's Conv2d constructor leaves a view of its weight (the tensor[0, 0] of
+            // init.CalculateFanInAndFanOut) to the finalizer, keeping the weight's storage alive after Dispose.
+            // Built inside a scope, which then keeps nothing but that view: the network owns the rest.
+            using var scope = NewDisposeScope();
+            if (seed is { } s)
+                random.manual_seed(s);
+            layers = Build(out int flattenSize);
+            FlattenSize = flattenSize;
+            foreach (var parameter in layers.parameters())
+                parameter.DetachFromDisposeScope();
+            foreach (var buffer in layers.buffers())
+                buffer.DetachFromDisposeScope();
+        }
+        RegisterComponents();
+    }
 
+    private static readonly object GeneratorGate = new();
+
+    private Sequential Build(out int flattenSize)
+    {
+        var architecture = Architecture;
+        flattenSize = ComputeFlattenSize(architecture.Input);
         var input = architecture.Input;
         var modules = new List<(string, Module<Tensor, Tensor>)>
         {
@@ -49,22 +71,22 @@ public sealed class LeNetBnNetwork : Module<Tensor, Tensor>
         AddNormalizedActivation(modules, "2", ConvChannels[1], convolutional: true);
         modules.Add(("pool2", Pool()));
         modules.Add(("flatten", Flatten()));
-        modules.Add(("fc1", Linear(FlattenSize, HiddenUnits[0])));
+        modules.Add(("fc1", Linear(flattenSize, HiddenUnits[0])));
         AddNormalizedActivation(modules, "3", HiddenUnits[0], convolutional: false);
         modules.Add(("fc2", Linear(HiddenUnits[0], HiddenUnits[1])));
         AddNormalizedActivation(modules, "4", HiddenUnits[1], convolutional: false);
         modules.Add(("fc3", Linear(HiddenUnits[1], architecture.NumClasses)));
-        layers = Sequential(modules);
+        var sequential = Sequential(modules);
 
         using (no_grad())
         {
-            foreach (var (_, module) in layers.named_children())
+            foreach (var (_, module) in sequential.named_children())
             {
                 if (module is Conv2d conv) init.xavier_uniform_(conv.weight!);
                 else if (module is Linear linear) init.xavier_uniform_(linear.weight!);
             }
         }
-        RegisterComponents();
+        return sequential;
     }
 
     /// <summary>The architecture the network was built with.</summary>
@@ -138,7 +160,35 @@ public sealed class LeNetBnNetwork : Module<Tensor, Tensor>
                     $"Image shape {input} is too small for LeNet's two 5×5 conv + 2×2 pool blocks; the smallest is {input.Channels}×16×16.",
                     nameof(input));
         }
-        return ConvChannels[^1] * h * w;
+        // Checked: a huge image (for example one read from a damaged model file) must not wrap to a small size.
+        return checked(ConvChannels[^1] * h * w);
+    }
+
+    /// <summary>
+    /// Number of values (parameters and buffers) in the state dict of a network of <paramref name="architecture"/>,
+    /// computed without building it, so that sizes read from a file can be bounded before libtorch allocates them.
+    /// </summary>
+    internal static long CountStateValues(LeNetBnArchitecture architecture)
+    {
+        ArgumentNullException.ThrowIfNull(architecture);
+        Validate(architecture);
+        long[] inputs = [architecture.Input.Channels, ConvChannels[0], ComputeFlattenSize(architecture.Input), HiddenUnits[0], HiddenUnits[1]];
+        long[] outputs = [ConvChannels[0], ConvChannels[1], HiddenUnits[0], HiddenUnits[1], architecture.NumClasses];
+        long[] kernel = [KernelSize * KernelSize, KernelSize * KernelSize, 1, 1, 1];
+        long count = 0;
+        checked
+        {
+            for (int layer = 0; layer < inputs.Length; layer++)
+            {
+                count += inputs[layer] * outputs[layer] * kernel[layer] + outputs[layer]; // weight and bias
+                bool normalized = layer < inputs.Length - 1;
+                if (normalized && architecture.BatchNorm == BatchNormKind.Scratch)
+                    count += 4 * outputs[layer]; // gamma, beta, moving mean, moving variance
+                else if (normalized && architecture.BatchNorm == BatchNormKind.BuiltIn)
+                    count += 4 * outputs[layer] + 1; // weight, bias, running mean and variance, num_batches_tracked
+            }
+        }
+        return count;
     }
 
     private void AddNormalizedActivation(List<(string, Module<Tensor, Tensor>)> modules, string index, int features, bool convolutional)

@@ -66,6 +66,7 @@ internal sealed class LeNetBnTrainingLoop
         if (usable < train.Count)
             _channel.Info(MessageSensitivity.None, "Each epoch drops its last shuffled example: a batch of one gives batch normalization no variance.");
 
+        int steps = 0;
         Dictionary<string, Tensor>? best = null;
         double bestAccuracy = double.NegativeInfinity;
         int bestEpoch = 0;
@@ -101,6 +102,7 @@ internal sealed class LeNetBnTrainingLoop
                         lossSum.add_(loss.detach().to(ScalarType.Float64) * size);
                         correct.add_(logits.argmax(1).eq(batchY).sum());
                     }
+                    o.StepEnded?.Invoke(++steps);
                 }
                 double meanLoss = lossSum.item<double>() / usable;
                 double trainAccuracy = (double)correct.item<long>() / usable;
@@ -130,7 +132,8 @@ internal sealed class LeNetBnTrainingLoop
 
             if (best is not null && bestEpoch != o.Epochs)
             {
-                network.load_state_dict(best);
+                using (NewDisposeScope())
+                    network.load_state_dict(best);
                 _channel.Info(MessageSensitivity.None, $"Restored the weights of epoch {bestEpoch} (best validation accuracy {bestAccuracy:F3}).");
             }
         }
@@ -171,6 +174,8 @@ internal sealed class LeNetBnTrainingLoop
 
     private static Dictionary<string, Tensor> Snapshot(LeNetBnNetwork network)
     {
+        // The scope takes the detached views; only the clones outlive it (disposed by DisposeAll).
+        using var scope = NewDisposeScope();
         var copy = new Dictionary<string, Tensor>();
         foreach (var (name, value) in network.state_dict())
             copy[name] = value.detach().clone().DetachFromDisposeScope();
