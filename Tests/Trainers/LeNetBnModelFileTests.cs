@@ -24,8 +24,10 @@ public sealed class LeNetBnModelFileTests
     private const int HeaderLoaderSignature = 0x50;
     private const int Body = 0x100;
 
-    private const uint CurrentFormat = 0x00010002;
+    private const uint CurrentFormat = 0x00010003;
     private const uint FirstFormat = 0x00010001;
+    /// <summary>The last format without the SHA-256 after the weights (it added the BN-folded byte).</summary>
+    private const uint FormatBeforeHash = 0x00010002;
 
     private static MLContext s_mlContext = null!;
     private static LeNetBnTransformer s_model = null!;
@@ -308,24 +310,24 @@ public sealed class LeNetBnModelFileTests
     public void AHeaderReadableOnlyByALaterFormatThanItWasWrittenIn_IsCorrupt()
     {
         Edit(ModelKeyEntry(), bytes => SetVersions(bytes, written: CurrentFormat, readable: CurrentFormat + 1));
-        StringAssert.Contains(LoadFailsWithInvalidData().Message, "is corrupt: its header says format 0x00010002 is readable from format 0x00010003");
+        StringAssert.Contains(LoadFailsWithInvalidData().Message, $"is corrupt: its header says format 0x{CurrentFormat:X8} is readable from format 0x{CurrentFormat + 1:X8}");
     }
 
     /// <summary>ML.NET's contract: a newer writer that declares the current format still readable is read.</summary>
     [TestMethod]
     public void ANewerFormatThatDeclaresItselfReadable_Loads()
     {
-        Edit(ModelKeyEntry(), bytes => SetVersions(SetBodyVersion(bytes, 0x00010003), written: 0x00010003, readable: CurrentFormat));
+        Edit(ModelKeyEntry(), bytes => SetVersions(SetBodyVersion(bytes, CurrentFormat + 1), written: CurrentFormat + 1, readable: CurrentFormat));
         using var loaded = LoadLeNetBn();
         AssertSameScores(loaded);
     }
 
-    /// <summary>The first format had no SHA-256 after the weights; zips saved in it still load, to the bit.</summary>
+    /// <summary>Formats before 0x00010003 had no SHA-256 after the weights; zips saved in them still load, to the bit.</summary>
     [TestMethod]
-    public void TheFirstFormat_WithoutTheHash_StillLoads()
+    public void TheFormatBeforeTheHash_StillLoads()
     {
         Edit(WeightsEntry(), bytes => bytes[..^32]);
-        Edit(ModelKeyEntry(), bytes => SetVersions(SetBodyVersion(bytes, FirstFormat), written: FirstFormat, readable: FirstFormat));
+        Edit(ModelKeyEntry(), bytes => SetVersions(SetBodyVersion(bytes, FormatBeforeHash), written: FormatBeforeHash, readable: FormatBeforeHash));
         using var loaded = LoadLeNetBn();
         AssertSameScores(loaded);
 
@@ -339,7 +341,7 @@ public sealed class LeNetBnModelFileTests
     {
         Edit(ModelKeyEntry(), bytes => SetBodyVersion(bytes, FirstFormat));
         var ex = LoadFailsWithInvalidData();
-        StringAssert.Contains(ex.Message, $"model entry '{ModelKeyEntry()}' of the model file is corrupt: its body is of format 0x00010001 but its header says 0x00010002");
+        StringAssert.Contains(ex.Message, $"model entry '{ModelKeyEntry()}' of the model file is corrupt: its body is of format 0x{FirstFormat:X8} but its header says 0x{CurrentFormat:X8}");
     }
 
     [TestMethod]
