@@ -252,6 +252,8 @@ internal static class BenchmarkRun
     /// <summary>The training device, as the trainer chooses it for the same option (Auto: CUDA when available).</summary>
     internal static Device ResolveDevice(DeviceKind kind)
     {
+        // Before any TorchSharp use: with MLNETBN_TORCH_LIB, libtorch must be preloaded before TorchSharp starts.
+        TorchNative.EnsureLoaded();
         bool available = kind != DeviceKind.Cpu && cuda.is_available();
         return kind switch
         {

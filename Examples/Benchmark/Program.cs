@@ -64,6 +64,17 @@ verify.SetAction(async (parse, cancel) =>
     return ModelCheck.Verify(Path.GetFullPath(parse.GetValue(modelDir)!), directory);
 });
 
+// steps: the per-step cost of each BN kind and of the BN layers alone, measured in alternating chunks (robust to a busy machine).
+var rounds = new Option<int>("--rounds") { Description = "Alternating rounds (each kind takes a turn per round).", DefaultValueFactory = _ => 7 };
+var chunk = new Option<int>("--steps") { Description = "Training steps per kind per round.", DefaultValueFactory = _ => 20 };
+var steps = new Command("steps", "Profile a training step per BN kind, and each BN layer alone, in alternating chunks.")
+{
+    device, rounds, chunk, seed,
+};
+steps.SetAction(parse => StepProfile.Run(BenchmarkRun.ResolveDevice(parse.GetValue(device)), parse.GetValue(rounds), parse.GetValue(chunk),
+    MlNetBn.LeNetBnTrainer.Defaults.BatchSize, parse.GetValue(seed)));
+
+root.Subcommands.Add(steps);
 root.Subcommands.Add(export);
 root.Subcommands.Add(verify);
 return await root.Parse(args).InvokeAsync();
