@@ -93,7 +93,14 @@ run_there() {
     local device="${DEVICE:-cuda}" epochs="${EPOCHS:-5}"
     local work="${WORK:-}"
     [[ -n "$work" ]] || work=$(mktemp -d "${TMPDIR:-/tmp}/mlnetbn-device.XXXXXX")
-    mkdir -p "$work" && tar -C "$work" -xJf "$bundle/$archive" || die "could not unpack $archive into $work"
+    mkdir -p "$work" || die "cannot create '$work'"
+    if command -v xz >/dev/null; then
+        tar -C "$work" -xJf "$bundle/$archive" || die "could not unpack $archive into $work"
+    else
+        # No xz on the machine: Python's tarfile reads .tar.xz (lzma) and keeps the files' modes.
+        python3 -c 'import sys, tarfile; tarfile.open(sys.argv[1]).extractall(sys.argv[2])' "$bundle/$archive" "$work" \
+            || die "could not unpack $archive into $work (no xz, and python3's tarfile failed)"
+    fi
     local app="$work/benchmark/MlNetBn.Benchmark"
     [[ -x "$app" ]] || die "'$app' is missing from the bundle."
     local data="$bundle/fashion-mnist"

@@ -8,13 +8,14 @@ namespace MlNetBn.Examples.Benchmark;
 internal sealed record MachineFacts(
     string DateUtc, string CpuModel, int LogicalCores, double? MemoryGiB, string Os, string DotNet, string TorchSharp,
     string LibTorchBuiltAgainst, string? LibTorchRuntime, string TorchNative, int TorchThreads, string Device, string? GpuName,
-    string? CudaVisibleDevices, bool? CudnnAllowTf32, bool? CublasAllowTf32, string? LoadAverageStart, string? LoadAverageEnd,
+    string? CudaVisibleDevices, string? LoadAverageStart, string? LoadAverageEnd,
     string Benchmark)
 {
     /// <summary>Collects the facts; call after TorchNative.EnsureLoaded and after the device is chosen.</summary>
     public static MachineFacts Collect(TorchSharp.torch.Device device, string torchNative, string? gpuName, string? loadAverageStart)
     {
-        bool cuda = device.type == DeviceType.CUDA;
+        // TF32 settings are not read here: libtorch's TF32 switches changed API after 2.9, and with a newer PyTorch
+        // (MLNETBN_TORCH_LIB) a call into a moved symbol ends the process. PyTorch's defaults: cuDNN TF32 on, cuBLAS off.
         return new MachineFacts(
             DateTime.UtcNow.ToString("yyyy-MM-dd HH:mm:ss 'UTC'", System.Globalization.CultureInfo.InvariantCulture),
             ReadCpuModel(),
@@ -30,8 +31,6 @@ internal sealed record MachineFacts(
             device.ToString(),
             gpuName,
             Environment.GetEnvironmentVariable("CUDA_VISIBLE_DEVICES"),
-            cuda ? torch.backends.cudnn.allow_tf32 : null,
-            cuda ? torch.backends.cuda.matmul.allow_tf32 : null,
             loadAverageStart,
             null,
             InformationalVersion(typeof(MachineFacts).Assembly));

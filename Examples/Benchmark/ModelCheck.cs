@@ -24,13 +24,16 @@ internal static class ModelCheck
     /// </summary>
     private const double Tolerance = 1e-4;
 
+    /// <summary>When TF32 could not be turned off on the training device: its 10-bit mantissas move probabilities by ~1e-3.</summary>
+    private const double Tf32Tolerance = 5e-3;
+
     private sealed record Expected(
         BatchNormKind BatchNorm, string TrainedOn, int Rows, int Epochs, int TrainRows, bool? Tf32DisabledForPredictions,
         float[][] Scores, IReadOnlyList<BatchNormLayerState> BatchNormStates, string TorchNative);
 
     private sealed record Outcome(
         BatchNormKind BatchNorm, string TrainedOn, string LoadedOn, bool LoadedOnCpu, bool BatchNormStatesIdentical,
-        double MaxProbabilityDifference, int ArgmaxDisagreements, int Rows, bool Passed, string? Error);
+        double MaxProbabilityDifference, double Tolerance, int ArgmaxDisagreements, int Rows, bool Passed, string? Error);
 
     public static int Export(DeviceKind deviceKind, int epochs, int? trainCount, int seed, string directory, string dataDirectory, int rows,
         IReadOnlyList<BatchNormKind> kinds)
@@ -53,9 +56,18 @@ internal static class ModelCheck
             if (device.type == DeviceType.CUDA)
             {
                 // TF32 (on by default for cuDNN convolutions) rounds to 10-bit mantissas; the CPU has no such mode.
-                backends.cudnn.allow_tf32 = false;
-                backends.cuda.matmul.allow_tf32 = false;
-                tf32Off = true;
+                // Turned off only now, after the zip is saved: these switches changed API after libtorch 2.9.
+                try
+                {
+                    backends.cudnn.allow_tf32 = false;
+                    backends.cuda.matmul.allow_tf32 = false;
+                    tf32Off = true;
+                }
+                catch (Exception e) when (e is System.Runtime.InteropServices.ExternalException or EntryPointNotFoundException)
+                {
+                    Console.WriteLine($"Could not turn TF32 off ({e.Message}); the recorded predictions may differ from the CPU's by TF32 rounding.");
+                    tf32Off = false;
+                }
             }
             var expected = new Expected(kind, model.Device, rows, epochs, trainRows, tf32Off, Scores(model, test), model.GetBatchNormStates(), native.Description);
             File.WriteAllText(Path.Combine(directory, $"model-{kind}.expected.json"), JsonSerializer.Serialize(expected, BenchmarkRun.Json));
@@ -86,7 +98,7 @@ internal static class ModelCheck
             }
             catch (Exception e) when (e is not OutOfMemoryException)
             {
-                outcomes.Add(new Outcome(expected.BatchNorm, expected.TrainedOn, "?", false, false, double.NaN, -1, expected.Rows, false, e.ToString()));
+                outcomes.Add(new Outcome(expected.BatchNorm, expected.TrainedOn, "?", false, false, double.NaN, double.NaN, -1, expected.Rows, false, e.ToString()));
             }
         }
 
@@ -95,7 +107,6 @@ internal static class ModelCheck
         {
             Passed = passed,
             CudaVisibleDevices = hidden,
-            Tolerance,
             TorchNative = native.Description,
             Outcomes = outcomes,
         };
@@ -104,7 +115,7 @@ internal static class ModelCheck
         foreach (var o in outcomes)
         {
             Console.WriteLine($"{o.BatchNorm} BN: trained on {o.TrainedOn}, loaded on {o.LoadedOn}; BN state identical: {o.BatchNormStatesIdentical}; " +
-                              $"max |Δp| {o.MaxProbabilityDifference:G3} over {o.Rows} images (≤ {Tolerance:G}), argmax disagreements {o.ArgmaxDisagreements} → {(o.Passed ? "PASS" : "FAIL")}");
+                              $"max |Δp| {o.MaxProbabilityDifference:G3} over {o.Rows} images (≤ {o.Tolerance:G}), argmax disagreements {o.ArgmaxDisagreements} → {(o.Passed ? "PASS" : "FAIL")}");
             if (o.Error is not null) Console.WriteLine($"  error: {o.Error}");
         }
         Console.WriteLine($"model check (CUDA_VISIBLE_DEVICES={(hidden is null ? "unset" : $"'{hidden}'")}): {(passed ? "PASS" : "FAIL")}; wrote {Path.Combine(directory, name)}");
@@ -136,8 +147,9 @@ internal static class ModelCheck
                 max = Math.Max(max, Math.Abs(scores[i][c] - expected.Scores[i][c]));
             if (Argmax(scores[i]) != Argmax(expected.Scores[i])) disagreements++;
         }
-        bool passed = onCpu && identical && max <= Tolerance;
-        return new Outcome(expected.BatchNorm, expected.TrainedOn, model.Device, onCpu, identical, max, disagreements, scores.Length, passed, null);
+        double tolerance = expected.Tf32DisabledForPredictions == false ? Tf32Tolerance : Tolerance;
+        bool passed = onCpu && identical && max <= tolerance;
+        return new Outcome(expected.BatchNorm, expected.TrainedOn, model.Device, onCpu, identical, max, tolerance, disagreements, scores.Length, passed, null);
     }
 
     /// <summary>The model's class probabilities for every row, through Transform.</summary>
