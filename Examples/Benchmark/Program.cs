@@ -74,6 +74,17 @@ var steps = new Command("steps", "Profile a training step per BN kind, and each 
 steps.SetAction(parse => StepProfile.Run(BenchmarkRun.ResolveDevice(parse.GetValue(device)), parse.GetValue(rounds), parse.GetValue(chunk),
     MlNetBn.LeNetBnTrainer.Defaults.BatchSize, parse.GetValue(seed)));
 
+// ratios: Fit ÷ raw and scratch ÷ built-in from alternating one-epoch rounds (robust to a busy machine).
+var ratioRounds = new Option<int>("--rounds") { Description = "Alternating rounds after a warm-up round.", DefaultValueFactory = _ => 5 };
+var ratioTrain = new Option<int?>("--train-count") { Description = "Images per epoch, balanced over the classes.", DefaultValueFactory = _ => 10_000 };
+var ratios = new Command("ratios", "Fit ÷ raw loop and scratch ÷ built-in BN from interleaved one-epoch rounds.")
+{
+    device, ratioRounds, ratioTrain, seed, dataDir,
+};
+ratios.SetAction((parse, cancel) => InterleavedRatios.RunAsync(parse.GetValue(device), parse.GetValue(ratioRounds), parse.GetValue(ratioTrain),
+    parse.GetValue(seed), parse.GetValue(dataDir), cancel));
+
+root.Subcommands.Add(ratios);
 root.Subcommands.Add(steps);
 root.Subcommands.Add(export);
 root.Subcommands.Add(verify);
