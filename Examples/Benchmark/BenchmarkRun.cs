@@ -50,13 +50,10 @@ internal static class BenchmarkRun
         Console.WriteLine($"Fashion-MNIST: {trainY.Length:N0} training and {testY.Length:N0} test images from {directory}.");
 
         var results = new List<KindResult>();
-        using (var raw = new RawTrainingLoop(trainX, trainY, FashionMnist.FeatureCount, device))
+        foreach (var kind in settings.BatchNorms)
         {
-            foreach (var kind in settings.BatchNorms)
-            {
-                cancel.ThrowIfCancellationRequested();
-                results.Add(RunKind(settings, kind, mlContext, train, test, raw, testX, testY, device, memory, cancel));
-            }
+            cancel.ThrowIfCancellationRequested();
+            results.Add(RunKind(settings, kind, mlContext, train, test, trainX, trainY, testX, testY, device, memory, cancel));
         }
 
         var report = BuildReport(settings, machine with { LoadAverageEnd = MachineFacts.LoadAverage() }, dataFacts, results, memory, total.Elapsed.TotalSeconds);
@@ -74,24 +71,30 @@ internal static class BenchmarkRun
     }
 
     private static KindResult RunKind(BenchmarkSettings settings, BatchNormKind kind, MLContext mlContext, IDataView train, IDataView test,
-        RawTrainingLoop raw, float[] testX, long[] testY, Device device, MemoryMeter memory, CancellationToken cancel)
+        float[] trainX, long[] trainY, float[] testX, long[] testY, Device device, MemoryMeter memory, CancellationToken cancel)
     {
         var architecture = new LeNetBnArchitecture { BatchNorm = kind, NumClasses = FashionMnist.ClassCount };
         Console.WriteLine();
         Console.WriteLine($"== {kind} BN ==");
 
-        // 1. Warm-up, then the raw loop.
-        raw.WarmUp(architecture, settings.BatchSize, WarmUpSteps, settings.Seed);
+        // 1. Warm-up, then the raw loop; its data tensors are gone before Fit, so each phase's memory is its own.
         LeNetBnNetwork rawNetwork;
         List<EpochTiming> rawEpochs;
-        Collect();
-        using (memory.Start("raw loop"))
-            (rawNetwork, rawEpochs) = raw.Train(architecture, settings.Epochs, settings.BatchSize, settings.LearningRate, settings.Seed);
+        using (var raw = new RawTrainingLoop(trainX, trainY, FashionMnist.FeatureCount, device))
+        {
+            raw.WarmUp(architecture, settings.BatchSize, WarmUpSteps, settings.Seed);
+            Collect();
+            using (memory.Start("raw loop"))
+                (rawNetwork, rawEpochs) = raw.Train(architecture, settings.Epochs, settings.BatchSize, settings.LearningRate, settings.Seed);
+        }
         foreach (var e in rawEpochs)
             Console.WriteLine($"  raw  epoch {e.Epoch}: {e.ExamplesPerSecond,10:N0} examples/s ({e.Seconds:F2} s)");
 
         // 2. Fit through ML.NET with d2l's defaults.
         var fitEpochs = new List<LeNetBnEpochMetrics>();
+        // CPU time between epoch callbacks; the first epoch's also holds reading the IDataView and set-up.
+        var fitCpu = new List<double>();
+        double cpuMark = 0;
         var options = new LeNetBnTrainer.Options
         {
             BatchNorm = kind,
@@ -102,6 +105,9 @@ internal static class BenchmarkRun
             Device = settings.Device,
             EpochEnded = m =>
             {
+                double now = CpuClock.Now();
+                fitCpu.Add(now - cpuMark);
+                cpuMark = now;
                 fitEpochs.Add(m);
                 Console.WriteLine($"  Fit  epoch {m.Epoch}: {m.ExamplesPerSecond,10:N0} examples/s ({m.Elapsed.TotalSeconds:F2} s), loss {m.Loss:F3}, train acc {m.TrainAccuracy:F3}");
             },
@@ -111,11 +117,12 @@ internal static class BenchmarkRun
         Collect();
         LeNetBnTransformer model;
         var fitClock = Stopwatch.StartNew();
+        cpuMark = CpuClock.Now();
         using (memory.Start("fit"))
             model = estimator.Fit(train);
         double fitSeconds = fitClock.Elapsed.TotalSeconds;
         using var _ = model;
-        var fitTiming = TrainingTiming.From(fitEpochs.Select(m => new EpochTiming(m.Epoch, m.Elapsed.TotalSeconds, m.ExamplesPerSecond)).ToList());
+        var fitTiming = TrainingTiming.From(fitEpochs.Select((m, i) => new EpochTiming(m.Epoch, m.Elapsed.TotalSeconds, m.ExamplesPerSecond, fitCpu[i])).ToList());
         var fit = new FitResult(fitTiming, fitSeconds, fitSeconds - fitEpochs.Sum(m => m.Elapsed.TotalSeconds), fitEpochs[^1].Loss, fitEpochs[^1].TrainAccuracy);
         Console.WriteLine($"  Fit total {fitSeconds:F2} s ({fit.OutsideEpochsSeconds:F2} s outside the epochs: reading the IDataView, set-up, final checks).");
 
@@ -150,8 +157,9 @@ internal static class BenchmarkRun
 
         double ratio = fit.Timing.SteadyExamplesPerSecond / rawResult.Timing.SteadyExamplesPerSecond;
         double bestRatio = fit.Timing.BestExamplesPerSecond / rawResult.Timing.BestExamplesPerSecond;
-        Console.WriteLine($"  Fit ÷ raw: {ratio:F3} (medians), {bestRatio:F3} (fastest epochs)");
-        return new KindResult(kind, fit, rawResult, ratio, bestRatio, transform, latency, accuracy, memory.TakePhases());
+        double cpuRatio = rawResult.Timing.SteadyCpuSecondsPerEpoch / fit.Timing.SteadyCpuSecondsPerEpoch;
+        Console.WriteLine($"  Fit ÷ raw: {ratio:F3} (medians), {bestRatio:F3} (fastest epochs), {cpuRatio:F3} (CPU time per epoch)");
+        return new KindResult(kind, fit, rawResult, ratio, bestRatio, cpuRatio, transform, latency, accuracy, memory.TakePhases());
     }
 
     private static TransformResult MeasureTransform(LeNetBnTransformer model, IDataView data, int repeats)
@@ -207,14 +215,16 @@ internal static class BenchmarkRun
             ? scratch.Fit.Timing.SteadyExamplesPerSecond / builtIn.Fit.Timing.SteadyExamplesPerSecond : null;
         double? scratchOverBuiltInBest = builtIn is not null && scratch is not null
             ? scratch.Fit.Timing.BestExamplesPerSecond / builtIn.Fit.Timing.BestExamplesPerSecond : null;
+        double? scratchOverBuiltInCpu = builtIn is not null && scratch is not null
+            ? builtIn.Fit.Timing.SteadyCpuSecondsPerEpoch / scratch.Fit.Timing.SteadyCpuSecondsPerEpoch : null;
 
         var targets = new List<TargetCheck>();
         if (!cuda)
         {
             foreach (var r in results)
-                targets.Add(Check($"CPU: Fit ≥ 0.9× the raw loop ({r.BatchNorm} BN)", 0.9, r.FitOverRawBest, $"fastest steady epochs, Fit ÷ raw (medians: {r.FitOverRaw:F3})"));
+                targets.Add(Check($"CPU: Fit ≥ 0.9× the raw loop ({r.BatchNorm} BN)", 0.9, r.FitOverRawBest, $"fastest steady epochs, Fit ÷ raw (medians: {r.FitOverRaw:F3}; CPU time: {r.FitOverRawCpu:F3})"));
         }
-        targets.Add(Check("Scratch BN ≥ 0.8× built-in BN (Fit)", 0.8, scratchOverBuiltInBest, $"fastest steady epochs, scratch ÷ built-in (medians: {scratchOverBuiltIn:F3})"));
+        targets.Add(Check("Scratch BN ≥ 0.8× built-in BN (Fit)", 0.8, scratchOverBuiltInBest, $"fastest steady epochs, scratch ÷ built-in (medians: {scratchOverBuiltIn:F3}; CPU time: {scratchOverBuiltInCpu:F3})"));
         if (cuda)
         {
             bool hopper = (machine.GpuName ?? "").Contains("H100", StringComparison.OrdinalIgnoreCase) || (machine.GpuName ?? "").Contains("H200", StringComparison.OrdinalIgnoreCase);
@@ -243,7 +253,7 @@ internal static class BenchmarkRun
             WarmUpSteps,
             WarmUpPredictions,
         };
-        return new BenchmarkReport(machine, shownSettings, data, results, scratchOverBuiltIn, scratchOverBuiltInBest, targets, memory.ProcessPeakRssMiB, memory.ProcessPeakGpuMiB, memory.GpuNote, seconds);
+        return new BenchmarkReport(machine, shownSettings, data, results, scratchOverBuiltIn, scratchOverBuiltInBest, scratchOverBuiltInCpu, targets, memory.ProcessPeakRssMiB, memory.ProcessPeakGpuMiB, memory.GpuNote, seconds);
     }
 
     private static TargetCheck Check(string target, double required, double? measured, string note) =>

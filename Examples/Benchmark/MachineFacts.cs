@@ -8,7 +8,7 @@ namespace MlNetBn.Examples.Benchmark;
 internal sealed record MachineFacts(
     string DateUtc, string CpuModel, int LogicalCores, double? MemoryGiB, string Os, string DotNet, string TorchSharp,
     string LibTorchBuiltAgainst, string? LibTorchRuntime, string TorchNative, int TorchThreads, string Device, string? GpuName,
-    string? CudaVisibleDevices, string? LoadAverageStart, string? LoadAverageEnd,
+    string? CudaVisibleDevices, string? OmpWaitPolicy, string? LoadAverageStart, string? LoadAverageEnd,
     string Benchmark)
 {
     /// <summary>Collects the facts; call after TorchNative.EnsureLoaded and after the device is chosen.</summary>
@@ -31,6 +31,8 @@ internal sealed record MachineFacts(
             device.ToString(),
             gpuName,
             Environment.GetEnvironmentVariable("CUDA_VISIBLE_DEVICES"),
+            // libgomp's threads spin while they wait unless OMP_WAIT_POLICY=PASSIVE: on a busy machine that decides the CPU numbers.
+            Environment.GetEnvironmentVariable("OMP_WAIT_POLICY"),
             loadAverageStart,
             null,
             InformationalVersion(typeof(MachineFacts).Assembly));

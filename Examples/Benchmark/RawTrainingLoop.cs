@@ -41,6 +41,7 @@ internal sealed class RawTrainingLoop : IDisposable
         for (int epoch = 0; epoch < epochs; epoch++)
         {
             var clock = Stopwatch.StartNew();
+            double cpu = CpuClock.Now();
             shuffle.Shuffle(order);
             using (var permutation = tensor(order, device: _device))
             {
@@ -57,7 +58,7 @@ internal sealed class RawTrainingLoop : IDisposable
             }
             Synchronize(_device);
             double seconds = clock.Elapsed.TotalSeconds;
-            timings.Add(new EpochTiming(epoch + 1, seconds, usable / seconds));
+            timings.Add(new EpochTiming(epoch + 1, seconds, usable / seconds, CpuClock.Now() - cpu));
         }
         network.eval();
         return (network, timings);

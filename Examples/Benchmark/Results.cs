@@ -28,8 +28,22 @@ internal sealed record BenchmarkSettings(
     }
 }
 
-/// <summary>One epoch: wall time and examples per second.</summary>
-internal sealed record EpochTiming(int Epoch, double Seconds, double ExamplesPerSecond);
+/// <summary>
+/// One epoch: wall time, examples per second, and the process's CPU time over the epoch (user + system, all threads).
+/// On a machine shared with other work the CPU time is the steadier measure of the work done: waiting for a core does
+/// not count; spinning threads and cache contention still do.
+/// </summary>
+internal sealed record EpochTiming(int Epoch, double Seconds, double ExamplesPerSecond, double CpuSeconds);
+
+/// <summary>The process's CPU time so far, in seconds.</summary>
+internal static class CpuClock
+{
+    public static double Now()
+    {
+        using var process = System.Diagnostics.Process.GetCurrentProcess();
+        return process.TotalProcessorTime.TotalSeconds;
+    }
+}
 
 /// <summary>
 /// Epoch timings summarised: the first epoch apart (it pays one-time costs); "steady" = the epochs after it (or the
@@ -38,14 +52,14 @@ internal sealed record EpochTiming(int Epoch, double Seconds, double ExamplesPer
 /// </summary>
 internal sealed record TrainingTiming(
     IReadOnlyList<EpochTiming> Epochs, double SteadyEpochSeconds, double SteadyExamplesPerSecond, double BestEpochSeconds, double BestExamplesPerSecond,
-    double FirstEpochSeconds)
+    double FirstEpochSeconds, double SteadyCpuSecondsPerEpoch)
 {
     public static TrainingTiming From(IReadOnlyList<EpochTiming> epochs)
     {
         var steady = epochs.Count > 1 ? epochs.Skip(1).ToList() : epochs.ToList();
         var best = steady.MaxBy(e => e.ExamplesPerSecond)!;
         return new TrainingTiming(epochs, Stats.Median(steady.Select(e => e.Seconds)), Stats.Median(steady.Select(e => e.ExamplesPerSecond)),
-            best.Seconds, best.ExamplesPerSecond, epochs[0].Seconds);
+            best.Seconds, best.ExamplesPerSecond, epochs[0].Seconds, Stats.Median(steady.Select(e => e.CpuSeconds)));
     }
 }
 
@@ -81,12 +95,13 @@ internal sealed record PhaseMemory(string Phase, double? PeakRssMiB, double? Gpu
 /// <param name="Raw">The raw TorchSharp loop.</param>
 /// <param name="FitOverRaw">Fit's examples/s ÷ the raw loop's, steady medians.</param>
 /// <param name="FitOverRawBest">The same from the fastest steady epoch of each.</param>
+/// <param name="FitOverRawCpu">Raw loop's CPU seconds per steady epoch ÷ Fit's (above 1: Fit did the epoch with less CPU time).</param>
 /// <param name="Transform">Batched Transform throughput.</param>
 /// <param name="PredictionEngine">Single-prediction latency.</param>
 /// <param name="Accuracy">Train and test accuracy of Fit's model.</param>
 /// <param name="Memory">Peak memory per phase.</param>
 internal sealed record KindResult(
-    BatchNormKind BatchNorm, FitResult Fit, RawResult Raw, double FitOverRaw, double FitOverRawBest, TransformResult Transform, LatencyResult PredictionEngine,
+    BatchNormKind BatchNorm, FitResult Fit, RawResult Raw, double FitOverRaw, double FitOverRawBest, double FitOverRawCpu, TransformResult Transform, LatencyResult PredictionEngine,
     AccuracyResult Accuracy, IReadOnlyList<PhaseMemory> Memory);
 
 /// <summary>The targets of the issue, and whether this run meets them.</summary>
@@ -95,6 +110,7 @@ internal sealed record TargetCheck(string Target, double Required, double? Measu
 /// <summary>The whole report.</summary>
 internal sealed record BenchmarkReport(
     MachineFacts Machine, object Settings, DataFacts Data, IReadOnlyList<KindResult> Results, double? ScratchOverBuiltIn, double? ScratchOverBuiltInBest,
+    double? ScratchOverBuiltInCpu,
     IReadOnlyList<TargetCheck> Targets, double? ProcessPeakRssMiB, double? ProcessGpuPeakUsedMiB, string GpuMemoryNote, double TotalSeconds);
 
 /// <summary>What was trained and tested on.</summary>
