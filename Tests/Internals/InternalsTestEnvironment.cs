@@ -54,7 +54,9 @@ internal static class InternalsTestEnvironment
     /// <param name="zipPath">The model zip.</param>
     /// <param name="featuresPath">Optional raw float32 rows to transform in the host.</param>
     /// <param name="featureCount">Values per row of <paramref name="featuresPath"/>.</param>
-    internal static (int ExitCode, Dictionary<string, string> Values, string Output) RunModelLoadHost(string zipPath, string? featuresPath = null, int featureCount = 0)
+    /// <param name="environment">Environment variables to set (or, with an empty value, to set empty) in the child.</param>
+    internal static (int ExitCode, Dictionary<string, string> Values, string Output) RunModelLoadHost(string zipPath, string? featuresPath = null, int featureCount = 0,
+        IReadOnlyDictionary<string, string>? environment = null)
     {
         var start = new ProcessStartInfo(DotnetHost)
         {
@@ -62,6 +64,8 @@ internal static class InternalsTestEnvironment
             RedirectStandardError = true,
             UseShellExecute = false,
         };
+        foreach (var (name, value) in environment ?? new Dictionary<string, string>())
+            start.Environment[name] = value;
         start.ArgumentList.Add("exec");
         start.ArgumentList.Add(ModelLoadHostPath);
         start.ArgumentList.Add(zipPath);

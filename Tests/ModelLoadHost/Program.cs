@@ -22,6 +22,7 @@ try
 {
     // Nothing from MlNetBn is loaded yet: ML.NET has to find it through the loader assembly name in the zip.
     Console.WriteLine($"mlnetbn-loaded-before={IsLoaded("MlNetBn.Trainers")}");
+    Console.WriteLine($"cuda-visible-devices={Environment.GetEnvironmentVariable("CUDA_VISIBLE_DEVICES") ?? "(unset)"}");
 
     var mlContext = new MLContext(seed: 0);
     ITransformer model = mlContext.Model.Load(args[0], out DataViewSchema? inputSchema);
@@ -35,6 +36,9 @@ try
         Console.WriteLine($"transformer[{i}].type={transformers[i].GetType().FullName}");
         Console.WriteLine($"transformer[{i}].assembly={transformers[i].GetType().Assembly.GetName().Name}");
         Console.WriteLine($"transformer[{i}].text={transformers[i]}");
+        // Where the model's tensors live, for transformers that say (found by name: this program names no MlNetBn type).
+        if (transformers[i].GetType().GetProperty("Device", BindingFlags.Public | BindingFlags.Instance)?.GetValue(transformers[i]) is { } device)
+            Console.WriteLine($"transformer[{i}].device={device}");
     }
     Console.WriteLine($"input-schema={Describe(inputSchema)}");
     if (inputSchema is not null)

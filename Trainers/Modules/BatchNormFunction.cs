@@ -30,12 +30,16 @@ internal static class BatchNormFunction
         long[] reduced = conv ? [0, 2, 3] : [0];
         long[] perFeature = conv ? [1, -1, 1, 1] : [1, -1];
 
-        Tensor mean, var;
         if (training)
         {
             long n = X.numel() / X.shape[1];
-            // One fused kernel for both moments; training normalizes with the biased variance (divide by n).
-            (var, mean) = X.var_mean(reduced, unbiased: false, keepdim: true);
+            // d2l's two-pass statistics: the mean, then the mean squared deviation from it (the biased variance, which
+            // training normalizes with). Not X.var_mean: measured on a CPU (libtorch 2.10, 256×6×24×24) its fused
+            // reduction over N·H·W takes ~9 ms where mean over the same dimensions takes ~0.2 ms, and it made the
+            // scratch layer's forward pass several times the built-in layer's.
+            Tensor mean = X.mean(reduced, keepdim: true);
+            Tensor centered = X - mean;
+            Tensor var = centered.square().mean(reduced, keepdim: true);
             using (no_grad())
             {
                 // moving = keep·moving + (1−keep)·batch, in place so the registered buffers keep their identity.
@@ -44,18 +48,18 @@ internal static class BatchNormFunction
                 moving_mean.mul_(keep).add_(mean.reshape(-1), alpha: 1 - keep);
                 moving_var.mul_(keep).add_(stored.reshape(-1), alpha: 1 - keep);
             }
-        }
-        else
-        {
-            mean = moving_mean.view(perFeature);
-            var = moving_var.view(perFeature);
+
+            // Y = gamma·(X − mean)/sqrt(var + eps) + beta, with the per-feature factor gamma/sqrt(var + eps) computed
+            // once: one multiply and one add over X. (torch.addcmul with two broadcast operands measured ~3× slower
+            // than mul + add_ on the CPU.) add_ works in place on mul's fresh output, which mul's backward does not need.
+            Tensor scale = gamma.view(perFeature) * (var + options.Epsilon).rsqrt();
+            return centered.mul(scale).add_(beta.view(perFeature));
         }
 
-        // Y = gamma·(X − mean)/sqrt(var + eps) + beta, rewritten as Y = X·scale + shift with
-        // scale = gamma/sqrt(var + eps) and shift = beta − mean·scale: the same function (and gradients) in three
-        // small per-feature ops plus one fused multiply-add over X, instead of four passes over X.
-        Tensor scale = gamma.view(perFeature) * (var + options.Epsilon).rsqrt();
-        Tensor shift = beta.view(perFeature) - mean * scale;
-        return addcmul(shift, X, scale, value: 1);
+        // Prediction: the moving statistics, folded into Y = X·scale + shift with scale = gamma/sqrt(var + eps) and
+        // shift = beta − mean·scale: per-feature work, then one multiply and one add over X.
+        Tensor movingScale = gamma.view(perFeature) * (moving_var.view(perFeature) + options.Epsilon).rsqrt();
+        Tensor shift = beta.view(perFeature) - moving_mean.view(perFeature) * movingScale;
+        return X.mul(movingScale).add_(shift);
     }
 }

@@ -1,12 +1,13 @@
 using System.Security.Cryptography;
 using MlNetBn.Modules;
+using TorchSharp;
 using static TorchSharp.torch;
 
 namespace MlNetBn.Transform;
 
 /// <summary>
 /// The network's state dict (parameters and BN buffers) in and out of a model zip's binary stream:
-/// an int64 byte count, TorchSharp's state-dict bytes, then (from format 0x00010002) their SHA-256.
+/// an int64 byte count, TorchSharp's state-dict bytes, then (from format 0x00010003) their SHA-256.
 /// </summary>
 /// <remarks>
 /// Everything is checked before TorchSharp parses a byte: the length against the stream, the hash against the
@@ -24,16 +25,15 @@ internal static class ModelWeights
 
     private const int HashBytes = 32; // SHA-256
 
-    /// <summary>Writes the length prefix, TorchSharp's state-dict bytes and their SHA-256.</summary>
+    /// <summary>Writes the length prefix, TorchSharp's state-dict bytes (from host copies) and their SHA-256.</summary>
     public static void Write(BinaryWriter writer, LeNetBnNetwork network)
     {
         // Into memory first: the length prefix lets Read detect truncation before TorchSharp parses anything, and
-        // TorchSharp's save(Stream) would close ML.NET's zip entry. TorchSharp writes every tensor from a CPU copy,
-        // so a model trained on CUDA saves device-neutral weights; the scope disposes those copies.
+        // TorchSharp's save(Stream) would close ML.NET's zip entry. The scope disposes the host copies.
         using var buffer = new MemoryStream();
         using (NewDisposeScope())
         using (var bytesWriter = new BinaryWriter(buffer, System.Text.Encoding.UTF8, leaveOpen: true))
-            network.save(bytesWriter);
+            nn.Module.save_state_dict(bytesWriter, HostStateDict(network));
         if (buffer.Length > MaxBytes)
             throw new InvalidOperationException(
                 $"The network's weights take {buffer.Length:N0} bytes, more than the {MaxBytes:N0} a LeNet-BN model file may hold.");
@@ -44,13 +44,33 @@ internal static class ModelWeights
     }
 
     /// <summary>
+    /// The network's parameters and buffers as CPU tensors, in state-dict order: what <see cref="Write"/> stores.
+    /// TorchSharp's state-dict format holds names, element types, shapes and little-endian values — no device — so
+    /// bytes written from host copies load into a network on any device, whichever device trained the model.
+    /// TorchSharp would copy a CUDA tensor to the host when saving anyway; doing it here keeps that promise ours.
+    /// The tensors belong to the caller's dispose scope.
+    /// </summary>
+    internal static Dictionary<string, Tensor> HostStateDict(LeNetBnNetwork network)
+    {
+        var host = new Dictionary<string, Tensor>();
+        using (no_grad())
+        {
+            // cpu() is a copy on CUDA and a new handle to the same storage on the CPU; either way the caller's scope
+            // disposes only the handle, never the network's own tensors. detach(): no autograd history is kept.
+            foreach (var (name, value) in network.state_dict())
+                host[name] = value.detach().cpu();
+        }
+        return host;
+    }
+
+    /// <summary>
     /// Reads what <see cref="Write"/> wrote into <paramref name="network"/>, strictly (every name and shape must
     /// match), and checks that every value is finite and the stream holds nothing more.
     /// </summary>
     /// <param name="reader">The weights stream.</param>
     /// <param name="network">A network of the saved architecture.</param>
     /// <param name="entryName">The stream's path in the zip, for messages.</param>
-    /// <param name="hashed">Whether the stream carries a SHA-256 after the bytes (format 0x00010002 and later).</param>
+    /// <param name="hashed">Whether the stream carries a SHA-256 after the bytes (format 0x00010003 and later).</param>
     public static void Read(BinaryReader reader, LeNetBnNetwork network, string entryName, bool hashed)
     {
         long length;
