@@ -67,7 +67,9 @@ public sealed class DeviceNeutralWeightsTests
 
         stream.Position = 0;
         using var reader = new BinaryReader(stream);
-        Assert.AreEqual(stream.Length - sizeof(long), reader.ReadInt64(), "length prefix");
+        const int Sha256Bytes = 32;
+        long length = reader.ReadInt64();
+        Assert.AreEqual(stream.Length - sizeof(long) - Sha256Bytes, length, "length prefix");
         var stateDict = network.state_dict();
         Assert.AreEqual(stateDict.Count, Leb128(reader), "entry count");
         foreach (var (name, value) in stateDict)
@@ -81,7 +83,9 @@ public sealed class DeviceNeutralWeightsTests
             var expected = host.bytes.ToArray();
             CollectionAssert.AreEqual(expected, reader.ReadBytes(expected.Length), $"{name}: values");
         }
-        Assert.AreEqual(stream.Length, stream.Position, "bytes after the last tensor");
+        var stateBytes = stream.ToArray().AsSpan(sizeof(long), (int)length).ToArray();
+        CollectionAssert.AreEqual(System.Security.Cryptography.SHA256.HashData(stateBytes), reader.ReadBytes(Sha256Bytes), "SHA-256 of the state-dict bytes");
+        Assert.AreEqual(stream.Length, stream.Position, "bytes after the hash");
 
         using var fresh = new LeNetBnNetwork(network.Architecture);
         stream.Position = 0;
