@@ -8,7 +8,7 @@ namespace MlNetBn.Tests.Trainers;
 /// Every tensor MlNetBn creates is disposed by MlNetBn (a dispose scope, or its owner's Dispose), none is left to
 /// TorchSharp's finalizers, whose timing the process's native memory would then depend on. TorchSharp counts, per
 /// thread, the tensors created minus those disposed; a finalizer disposes on its own thread, so a tensor left to it
-/// stays counted here. The process-RSS figures over 100,000 predictions are still to be measured (issue 5).
+/// stays counted here. The process-RSS figures over 100,000 predictions are <c>Tests/Stress memory</c> (docs/BENCHMARKS.md).
 /// </summary>
 [TestClass]
 public sealed class LeNetBnNativeMemoryTests

@@ -16,6 +16,9 @@ namespace MlNetBn.Modules;
 /// Input is N×C×H×W, or N×(C·H·W) as ML.NET feature vectors arrive, which is viewed as N×C×H×W.
 /// Output is N×classes logits. Conv and linear weights are Xavier-uniform initialized as d2l does; their biases
 /// keep TorchSharp's default initialization.
+/// A TorchSharp module: its weights are native memory, freed by <c>Dispose</c> (the transformer disposes the
+/// network it owns; dispose one you build yourself). Building one is thread-safe; a forward pass in eval mode
+/// only reads the weights, a training-mode pass updates the BN moving statistics and must not run concurrently.
 /// </remarks>
 public sealed class LeNetBnNetwork : Module<Tensor, Tensor>
 {
