@@ -210,36 +210,37 @@ public sealed class LeNetBnTransformer : ITransformer, IDisposable
     //
     // The model entry (Model.key) holds, after ML.NET's header:
     //   uint32 format version (equal to the header's VerWritten: a body that does not belong to its header is corrupt)
-    //   string feature column name
-    //   int32  channels, height, width, class count
-    //   byte   BN kind, activation, pooling, momentum convention; byte moving-variance kind (255 = layer default)
-    //   byte   BN folded: 1 when the BN layers are folded into the conv/linear weights, else 0 (from 0x00010002)
-    //   double BN momentum, BN epsilon
-    //   int32  prediction batch size
-    //   label key values: byte type code (0 = none), int32 count, count strings
+    //   int32  byte count of the fields, the fields, then the SHA-256 of those bytes. The fields:
+    //     string feature column name
+    //     int32  channels, height, width, class count
+    //     byte   BN kind, activation, pooling, momentum convention; byte moving-variance kind (255 = layer default)
+    //     byte   BN folded: 1 when the BN layers are folded into the conv/linear weights, else 0
+    //     double BN momentum, BN epsilon
+    //     int32  prediction batch size
+    //     label key values: byte type code (0 = none), int32 count, count strings
     // and the weights entry (LeNetBnWeights.bin) what ModelWeights writes: int64 byte count, TorchSharp's state-dict
     // format (parameters and BN buffers, none when folded; always from CPU tensors so the file is device-neutral),
-    // then (from 0x00010003) the SHA-256 of those bytes.
+    // then the SHA-256 of those bytes. Every byte a loader reads is hashed, and every field is validated, before a
+    // network is built: a damaged file fails at Model.Load, never later with a different model.
     //
-    // Formats: 0x00010001 first; 0x00010002 adds the BN-folded byte; 0x00010003 adds the SHA-256. As in ML.NET, VerReadableCur is the oldest format a
-    // reader must understand to read what Save writes now (bump it with any change to either entry: ML.NET checks
-    // that a loader consumes Model.key exactly), and VerWeCanReadBack the oldest format Create still reads.
+    // As in ML.NET, VerReadableCur is the oldest format a reader must understand to read what Save writes now, and
+    // VerWeCanReadBack the oldest format Create reads. Bump FormatVersion with any change to either entry.
     // ---------------------------------------------------------------------------------------------------------
 
     /// <summary>ML.NET's name for the main stream of each model directory in the zip.</summary>
     internal const string ModelEntryName = "Model.key";
 
     private const string ModelSignature = "LENETBNT";
-    private const uint FormatFirst = 0x00010001;
-    private const uint FormatFoldedFlag = 0x00010002;
-    private const uint FormatWeightsHash = 0x00010003;
-    private const uint FormatVersion = FormatWeightsHash;
+    internal const uint FormatVersion = 0x00010001;
+
+    /// <summary>Upper bound on the fields' bytes (they are a few hundred bytes plus the class names).</summary>
+    private const int MaxFieldBytes = 1 << 24;
 
     private static VersionInfo GetVersionInfo() => new(
         modelSignature: ModelSignature,
         verWrittenCur: FormatVersion,
-        verReadableCur: FormatWeightsHash,
-        verWeCanReadBack: FormatFirst,
+        verReadableCur: FormatVersion,
+        verWeCanReadBack: FormatVersion,
         loaderSignature: LoaderSignature,
         loaderAssemblyName: typeof(LeNetBnTransformer).Assembly.FullName);
 
@@ -248,27 +249,35 @@ public sealed class LeNetBnTransformer : ITransformer, IDisposable
         using var use = UseNetwork();
         ctx.CheckAtModel();
         ctx.SetVersionInfo(GetVersionInfo());
-        var w = ctx.Writer;
-        var a = Architecture;
-        w.Write(FormatVersion);
-        w.Write(FeatureColumnName);
-        w.Write(a.Input.Channels); w.Write(a.Input.Height); w.Write(a.Input.Width);
-        w.Write(a.NumClasses);
-        w.Write((byte)a.BatchNorm); w.Write((byte)a.Activation); w.Write((byte)a.Pooling);
-        w.Write((byte)a.BatchNormOptions.Convention);
-        w.Write(a.BatchNormOptions.MovingVariance is { } kind ? (byte)kind : byte.MaxValue);
-        w.Write(a.BatchNormFolded ? (byte)1 : (byte)0);
-        w.Write(a.BatchNormOptions.Momentum); w.Write(a.BatchNormOptions.Epsilon);
-        w.Write(PredictionBatchSize);
-        LabelKeyValues.Write(w, _keyValues);
+
+        using var fields = new MemoryStream();
+        using (var w = new BinaryWriter(fields, System.Text.Encoding.UTF8, leaveOpen: true))
+        {
+            var a = Architecture;
+            w.Write(FeatureColumnName);
+            w.Write(a.Input.Channels); w.Write(a.Input.Height); w.Write(a.Input.Width);
+            w.Write(a.NumClasses);
+            w.Write((byte)a.BatchNorm); w.Write((byte)a.Activation); w.Write((byte)a.Pooling);
+            w.Write((byte)a.BatchNormOptions.Convention);
+            w.Write(a.BatchNormOptions.MovingVariance is { } kind ? (byte)kind : byte.MaxValue);
+            w.Write(a.BatchNormFolded ? (byte)1 : (byte)0);
+            w.Write(a.BatchNormOptions.Momentum); w.Write(a.BatchNormOptions.Epsilon);
+            w.Write(PredictionBatchSize);
+            LabelKeyValues.Write(w, _keyValues);
+        }
+        var bytes = fields.GetBuffer().AsSpan(0, (int)fields.Length);
+        ctx.Writer.Write(FormatVersion);
+        ctx.Writer.Write(bytes.Length);
+        ctx.Writer.Write(bytes);
+        ctx.Writer.Write(System.Security.Cryptography.SHA256.HashData(bytes));
         ctx.SaveBinaryStream(WeightsStreamName, writer => ModelWeights.Write(writer, _network));
     }
 
     /// <summary>
     /// ML.NET's loader entry point, found through the assembly's <c>LoadableClass</c> attribute. Every way a model
-    /// file can be damaged, truncated, foreign or too new ends in an <see cref="InvalidDataException"/> that names
-    /// the zip entry (ML.NET hands it on wrapped in a <c>TargetInvocationException</c>); no byte reaches TorchSharp
-    /// unchecked.
+    /// file can be damaged, truncated, foreign or of another format ends in an <see cref="InvalidDataException"/>
+    /// that names the zip entry (ML.NET hands it on wrapped in a <c>TargetInvocationException</c>); no byte reaches
+    /// TorchSharp unchecked.
     /// </summary>
     internal static LeNetBnTransformer Create(IHostEnvironment env, ModelLoadContext ctx)
     {
@@ -283,19 +292,31 @@ public sealed class LeNetBnTransformer : ITransformer, IDisposable
         LabelKeyValues? keyValues;
         try
         {
-            var r = ctx.Reader;
-            uint version = r.ReadUInt32();
+            uint version = ctx.Reader.ReadUInt32();
             if (version != written)
                 throw new InvalidDataException($"its body is of format 0x{version:X8} but its header says 0x{written:X8}");
+            using var r = new BinaryReader(new MemoryStream(ReadHashedFields(ctx.Reader), writable: false));
             featureColumn = r.ReadString();
+            if (featureColumn.Length == 0)
+                throw new InvalidDataException("its feature column name is empty");
             var shape = new ImageShape(r.ReadInt32(), r.ReadInt32(), r.ReadInt32());
             int classes = r.ReadInt32();
+            if (classes < 2)
+                throw new InvalidDataException($"class count {classes} (at least 2 expected)");
             var bnKind = ReadEnum<BatchNormKind>(r);
             var activation = ReadEnum<ActivationKind>(r);
             var pooling = ReadEnum<PoolingKind>(r);
             var convention = ReadEnum<MomentumConvention>(r);
             byte variance = r.ReadByte();
-            bool folded = written >= FormatFoldedFlag && ReadFlag(r, "BN-folded");
+            bool folded = ReadFlag(r, "BN-folded");
+            var bnOptions = new BatchNormOptions
+            {
+                Convention = convention,
+                MovingVariance = variance == byte.MaxValue ? null : (MovingVarianceKind)variance,
+                Momentum = r.ReadDouble(),
+                Epsilon = r.ReadDouble(),
+            };
+            bnOptions.Validate();
             architecture = new LeNetBnArchitecture
             {
                 Input = shape,
@@ -304,26 +325,22 @@ public sealed class LeNetBnTransformer : ITransformer, IDisposable
                 Activation = activation,
                 Pooling = pooling,
                 BatchNormFolded = folded,
-                BatchNormOptions = new BatchNormOptions
-                {
-                    Convention = convention,
-                    MovingVariance = variance == byte.MaxValue ? null : (MovingVarianceKind)variance,
-                    Momentum = r.ReadDouble(),
-                    Epsilon = r.ReadDouble(),
-                },
+                BatchNormOptions = bnOptions,
             };
             predictionBatchSize = r.ReadInt32();
-            if (predictionBatchSize < 1)
-                throw new InvalidDataException($"prediction batch size {predictionBatchSize}");
+            if (predictionBatchSize is < 1 or > LeNetBnTrainer.MaxPredictionBatchSize)
+                throw new InvalidDataException($"prediction batch size {predictionBatchSize} (1 to {LeNetBnTrainer.MaxPredictionBatchSize:N0} expected)");
             keyValues = LabelKeyValues.Read(r, classes);
+            if (r.BaseStream.Position != r.BaseStream.Length)
+                throw new InvalidDataException($"{r.BaseStream.Length - r.BaseStream.Position:N0} unexpected bytes follow its fields");
             // Sizes come from the file: bound what they would allocate before libtorch allocates it.
             long values = LeNetBnNetwork.CountStateValues(architecture);
             if (values > ModelWeights.MaxBytes / sizeof(float))
                 throw new InvalidDataException($"its architecture ({shape}, {classes} classes) would need {values:N0} weights, more than a model file holds");
         }
-        catch (Exception e) when (e is InvalidDataException or EndOfStreamException or ArgumentException or OverflowException)
+        catch (Exception e) when (e is InvalidDataException or EndOfStreamException or ArgumentException or OverflowException or FormatException)
         {
-            throw new InvalidDataException($"The LeNet-BN model entry '{modelEntry}' of the model file is corrupt: {e.Message}.", e);
+            throw new InvalidDataException($"The LeNet-BN model entry '{modelEntry}' of the model file is corrupt: {e.Message.TrimEnd('.')}.", e);
         }
 
         TorchNative.EnsureLoaded();
@@ -331,7 +348,7 @@ public sealed class LeNetBnTransformer : ITransformer, IDisposable
         try
         {
             string weightsEntry = EntryPath(ctx, WeightsStreamName);
-            if (!ctx.TryLoadBinaryStream(WeightsStreamName, reader => ModelWeights.Read(reader, network, weightsEntry, hashed: written >= FormatWeightsHash)))
+            if (!ctx.TryLoadBinaryStream(WeightsStreamName, reader => ModelWeights.Read(reader, network, weightsEntry)))
                 throw new InvalidDataException($"The model file has no '{weightsEntry}' entry next to '{modelEntry}': the LeNet-BN weights are missing.");
             return new LeNetBnTransformer(env, network, featureColumn, keyValues, predictionBatchSize, []);
         }
@@ -340,6 +357,21 @@ public sealed class LeNetBnTransformer : ITransformer, IDisposable
             network.Dispose();
             throw;
         }
+    }
+
+    /// <summary>Reads the fields' length, the fields and their SHA-256, and returns the fields once the hash matches.</summary>
+    private static byte[] ReadHashedFields(BinaryReader reader)
+    {
+        int length = reader.ReadInt32();
+        if (length is < 1 or > MaxFieldBytes)
+            throw new InvalidDataException($"it declares {length:N0} bytes of fields, outside 1 to {MaxFieldBytes:N0}");
+        var fields = reader.ReadBytes(length);
+        var expected = reader.ReadBytes(ModelWeights.HashBytes);
+        if (fields.Length != length || expected.Length != ModelWeights.HashBytes)
+            throw new EndOfStreamException("it is truncated");
+        if (!System.Security.Cryptography.CryptographicOperations.FixedTimeEquals(expected, System.Security.Cryptography.SHA256.HashData(fields)))
+            throw new InvalidDataException("its fields do not match their SHA-256: the file was damaged or altered after it was saved");
+        return fields;
     }
 
     /// <summary>
@@ -355,7 +387,7 @@ public sealed class LeNetBnTransformer : ITransformer, IDisposable
         if (header.ModelVerReadable > header.ModelVerWritten)
             throw new InvalidDataException(
                 $"The LeNet-BN model entry '{entry}' of the model file is corrupt: its header says format 0x{header.ModelVerWritten:X8} is readable from format 0x{header.ModelVerReadable:X8}, a later one.");
-        string reader = $"MlNetBn.Trainers {ProductVersion} reads LeNet-BN model formats 0x{ours.VerWeCanReadBack:X8} to 0x{ours.VerWrittenCur:X8}";
+        string reader = $"MlNetBn.Trainers {ProductVersion} reads LeNet-BN model format 0x{ours.VerWrittenCur:X8}";
         if (header.ModelVerReadable > ours.VerWrittenCur)
             throw new InvalidDataException(
                 $"The LeNet-BN model in '{entry}' is too new: it was saved in model format 0x{header.ModelVerWritten:X8}, which needs a reader of format 0x{header.ModelVerReadable:X8} or later; {reader}. Update the MlNetBn packages to load it.");

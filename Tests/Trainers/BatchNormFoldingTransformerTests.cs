@@ -151,16 +151,16 @@ public sealed class BatchNormFoldingTransformerTests
     }
 
     /// <summary>
-    /// A model written by format 0x00010001 (before folding existed; see Fixtures/README.md) still loads, predicts as
-    /// it did then, and can be folded and saved in the current format.
+    /// A model file saved by earlier code (see Fixtures/README.md) still loads, predicts as it did then, and can be
+    /// folded, saved and reloaded.
     /// </summary>
     [TestMethod]
-    public void ModelOfTheFormatBeforeFolding_LoadsPredictsAndFolds()
+    public void TheCommittedModelFile_LoadsPredictsAndFolds()
     {
         string fixtures = Path.Combine(AppContext.BaseDirectory, "Trainers", "Fixtures");
-        var expected = JsonSerializer.Deserialize<FixtureScores>(File.ReadAllText(Path.Combine(fixtures, "lenet-bn-format-00010001.expected.json")))!;
+        var expected = JsonSerializer.Deserialize<FixtureScores>(File.ReadAllText(Path.Combine(fixtures, "lenet-bn-model.expected.json")))!;
         var mlContext = new MLContext(seed: 1);
-        var old = (LeNetBnTransformer)mlContext.Model.Load(Path.Combine(fixtures, "lenet-bn-format-00010001.zip"), out _);
+        var old = (LeNetBnTransformer)mlContext.Model.Load(Path.Combine(fixtures, "lenet-bn-model.zip"), out _);
         try
         {
             var a = old.Architecture;
@@ -174,14 +174,14 @@ public sealed class BatchNormFoldingTransformerTests
 
             var data = mlContext.Data.LoadFromEnumerable(expected.Features.Select(f => new SmallImage { Features = f }));
             var scores = mlContext.Data.CreateEnumerable<ScoreRow>(old.Transform(data), reuseRowObject: false).Select(p => p.Score).ToList();
-            AssertClose(expected.Scores.ToList(), scores, 1e-6, "scores of the old-format model");
+            AssertClose(expected.Scores.ToList(), scores, 1e-6, "scores of the committed model");
 
             using var folded = old.FoldBatchNorm();
             mlContext.Model.Save(folded, data.Schema, _zipPath);
             using var reloaded = (LeNetBnTransformer)mlContext.Model.Load(_zipPath, out _);
             Assert.IsTrue(reloaded.Architecture.BatchNormFolded);
             var foldedScores = mlContext.Data.CreateEnumerable<ScoreRow>(reloaded.Transform(data), reuseRowObject: false).Select(p => p.Score).ToList();
-            AssertClose(expected.Scores.ToList(), foldedScores, Tolerance, "the old model folded, saved and reloaded");
+            AssertClose(expected.Scores.ToList(), foldedScores, Tolerance, "the committed model folded, saved and reloaded");
         }
         finally
         {

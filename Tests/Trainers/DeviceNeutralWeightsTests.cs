@@ -89,7 +89,7 @@ public sealed class DeviceNeutralWeightsTests
 
         using var fresh = new LeNetBnNetwork(network.Architecture);
         stream.Position = 0;
-        ModelWeights.Read(reader, fresh, "LeNetBnWeights.bin", hashed: true);
+        ModelWeights.Read(reader, fresh, "LeNetBnWeights.bin");
         foreach (var (name, value) in fresh.state_dict())
         {
             Assert.AreEqual(DeviceType.CPU, value.device_type, name);

@@ -23,11 +23,12 @@ public sealed class LeNetBnModelFileTests
     private const int HeaderVerReadable = 0x4C;
     private const int HeaderLoaderSignature = 0x50;
     private const int Body = 0x100;
+    // The body: format (4), the fields' byte count (4), the fields, their SHA-256 (32).
+    private const int Fields = Body + 8;
+    // In the fields: "Features" (1 + 8), channels, height, width, classes (16), then the BN kind byte.
+    private const int BatchNormKindField = 9 + 16;
 
-    private const uint CurrentFormat = 0x00010003;
-    private const uint FirstFormat = 0x00010001;
-    /// <summary>The last format without the SHA-256 after the weights (it added the BN-folded byte).</summary>
-    private const uint FormatBeforeHash = 0x00010002;
+    private const uint CurrentFormat = LeNetBnTransformer.FormatVersion;
 
     private static MLContext s_mlContext = null!;
     private static LeNetBnTransformer s_model = null!;
@@ -293,17 +294,17 @@ public sealed class LeNetBnModelFileTests
         Edit(ModelKeyEntry(), bytes => SetVersions(bytes, written: 0x00020001, readable: 0x00020001));
         var ex = LoadFailsWithInvalidData();
         StringAssert.Contains(ex.Message, "is too new: it was saved in model format 0x00020001, which needs a reader of format 0x00020001 or later");
-        StringAssert.Contains(ex.Message, $"reads LeNet-BN model formats 0x{FirstFormat:X8} to 0x{CurrentFormat:X8}");
+        StringAssert.Contains(ex.Message, $"reads LeNet-BN model format 0x{CurrentFormat:X8}");
         StringAssert.Contains(ex.Message, "Update the MlNetBn packages");
     }
 
     [TestMethod]
-    public void AnOlderFormatThanWeReadBack_IsRefused_NamingBothVersions()
+    public void AnOlderFormat_IsRefused_NamingBothVersions()
     {
         Edit(ModelKeyEntry(), bytes => SetVersions(bytes, written: 0x00010000, readable: 0x00010000));
         var ex = LoadFailsWithInvalidData();
         StringAssert.Contains(ex.Message, "is too old: it was saved in model format 0x00010000");
-        StringAssert.Contains(ex.Message, $"reads LeNet-BN model formats 0x{FirstFormat:X8} to 0x{CurrentFormat:X8}");
+        StringAssert.Contains(ex.Message, $"reads LeNet-BN model format 0x{CurrentFormat:X8}");
     }
 
     [TestMethod]
@@ -322,34 +323,75 @@ public sealed class LeNetBnModelFileTests
         AssertSameScores(loaded);
     }
 
-    /// <summary>Formats before 0x00010003 had no SHA-256 after the weights; zips saved in them still load, to the bit.</summary>
-    [TestMethod]
-    public void TheFormatBeforeTheHash_StillLoads()
-    {
-        Edit(WeightsEntry(), bytes => bytes[..^32]);
-        Edit(ModelKeyEntry(), bytes => SetVersions(SetBodyVersion(bytes, FormatBeforeHash), written: FormatBeforeHash, readable: FormatBeforeHash));
-        using var loaded = LoadLeNetBn();
-        AssertSameScores(loaded);
-
-        // Without the hash, damage reaches TorchSharp's loader: still a clear error, never a crash.
-        Edit(WeightsEntry(), bytes => [.. bytes[..8], .. RandomBytes(bytes.Length - 8, seed: 5)]);
-        StringAssert.Contains(LoadFailsWithInvalidData().Message, "TorchSharp could not read them");
-    }
-
     [TestMethod]
     public void ABodyThatDoesNotMatchItsHeader_IsCorrupt()
     {
-        Edit(ModelKeyEntry(), bytes => SetBodyVersion(bytes, FirstFormat));
+        Edit(ModelKeyEntry(), bytes => SetBodyVersion(bytes, CurrentFormat + 1));
         var ex = LoadFailsWithInvalidData();
-        StringAssert.Contains(ex.Message, $"model entry '{ModelKeyEntry()}' of the model file is corrupt: its body is of format 0x{FirstFormat:X8} but its header says 0x{CurrentFormat:X8}");
+        StringAssert.Contains(ex.Message, $"model entry '{ModelKeyEntry()}' of the model file is corrupt: its body is of format 0x{CurrentFormat + 1:X8} but its header says 0x{CurrentFormat:X8}");
+    }
+
+    /// <summary>
+    /// Any flipped byte of the fields fails the hash: without it, the activation or pooling byte turned Sigmoid into
+    /// ReLU or average into max pooling (the weights' shapes do not change) and the model loaded, predicting otherwise.
+    /// </summary>
+    [TestMethod]
+    [DataRow(9 + 16 + 1, DisplayName = "activation")]
+    [DataRow(9 + 16 + 2, DisplayName = "pooling")]
+    [DataRow(9 + 16 + 6 + 8 + 3, DisplayName = "BN epsilon")]
+    [DataRow(-1, DisplayName = "last byte of the class names")]
+    public void AFlippedByteInTheFields_FailsTheHashCheck(int offset)
+    {
+        Edit(ModelKeyEntry(), bytes =>
+        {
+            int length = BinaryPrimitives.ReadInt32LittleEndian(bytes.AsSpan(Body + 4));
+            bytes[Fields + (offset >= 0 ? offset : length + offset)] ^= 0x01;
+            return bytes;
+        });
+        StringAssert.Contains(LoadFailsWithInvalidData().Message,
+            $"The LeNet-BN model entry '{ModelKeyEntry()}' of the model file is corrupt: its fields do not match their SHA-256: the file was damaged or altered after it was saved.");
     }
 
     [TestMethod]
-    public void AnUnknownEnumValueInTheBody_IsCorrupt()
+    public void AFieldsLengthOutOfRange_IsCorrupt()
     {
-        // Body: format (4), "Features" (1 + 8), channels, height, width, classes (16), then the BN kind byte.
-        Edit(ModelKeyEntry(), bytes => Patch(bytes, Body + 4 + 9 + 16, [9]));
-        StringAssert.Contains(LoadFailsWithInvalidData().Message, $"'{ModelKeyEntry()}' of the model file is corrupt: unknown BatchNormKind value 9");
+        Edit(ModelKeyEntry(), bytes => Patch(bytes, Body + 4, BitConverter.GetBytes(int.MaxValue)));
+        StringAssert.Contains(LoadFailsWithInvalidData().Message, $"'{ModelKeyEntry()}' of the model file is corrupt: it declares 2,147,483,647 bytes of fields, outside 1 to 16,777,216.");
+    }
+
+    /// <summary>
+    /// Fields that pass the hash (as a buggy writer would make them) are still validated one by one, so a bad value
+    /// fails at Model.Load naming the entry, not at the first Transform.
+    /// </summary>
+    [TestMethod]
+    [DataRow(BatchNormKindField, new byte[] { 9 }, "unknown BatchNormKind value 9", DisplayName = "BN kind")]
+    [DataRow(BatchNormKindField + 1, new byte[] { 7 }, "unknown ActivationKind value 7", DisplayName = "activation")]
+    [DataRow(BatchNormKindField + 4, new byte[] { 5 }, "Unknown moving-variance kind", DisplayName = "moving variance")]
+    [DataRow(BatchNormKindField + 5, new byte[] { 2 }, "invalid BN-folded flag 2 (0 or 1 expected)", DisplayName = "folded flag")]
+    [DataRow(BatchNormKindField + 6, new byte[] { 0, 0, 0, 0, 0, 0, 0, 0x40 }, "BatchNorm momentum must be in [0, 1]", DisplayName = "BN momentum 2")]
+    [DataRow(BatchNormKindField + 14, new byte[] { 0, 0, 0, 0, 0, 0, 0xF8, 0xFF }, "BatchNorm epsilon must be a positive, finite number", DisplayName = "BN epsilon NaN")]
+    [DataRow(BatchNormKindField + 22, new byte[] { 0, 0, 0, 0 }, "prediction batch size 0 (1 to 65,536 expected)", DisplayName = "prediction batch size")]
+    [DataRow(21, new byte[] { 1, 0, 0, 0 }, "class count 1 (at least 2 expected)", DisplayName = "class count")]
+    [DataRow(BatchNormKindField + 26, new byte[] { 4 }, "label key value 1 'T-shirt/top' is not a valid Int32", DisplayName = "key value type")]
+    public void AnInvalidFieldUnderAValidHash_IsCorrupt(int offset, byte[] value, string why)
+    {
+        EditFields(fields => Patch(fields, offset, value));
+        var ex = LoadFailsWithInvalidData();
+        StringAssert.Contains(ex.Message, $"The LeNet-BN model entry '{ModelKeyEntry()}' of the model file is corrupt: ");
+        StringAssert.Contains(ex.Message, why);
+    }
+
+    [TestMethod]
+    public void BytesAfterTheFields_AreRefused()
+    {
+        // One more byte at the end, and the entry's size unchanged (ML.NET checks that against its header): the
+        // last class name, "Ankle boot", loses its last letter.
+        EditFields(fields =>
+        {
+            Assert.AreEqual("\nAnkle boot", System.Text.Encoding.UTF8.GetString(fields.AsSpan(fields.Length - 11)));
+            return [.. fields[..^11], 9, .. "Ankle boo"u8.ToArray(), 7];
+        });
+        StringAssert.Contains(LoadFailsWithInvalidData().Message, "1 unexpected bytes follow its fields");
     }
 
     /// <summary>Sizes read from the file are bounded before libtorch is asked to allocate them.</summary>
@@ -357,11 +399,11 @@ public sealed class LeNetBnModelFileTests
     public void AnAbsurdImageSizeInTheBody_IsRefusedBeforeAllocating()
     {
         // Height and width 30,000: fc1 alone would take 120 × 16 × 7,497² weights (430 GB).
-        Edit(ModelKeyEntry(), bytes =>
+        EditFields(fields =>
         {
-            BinaryPrimitives.WriteInt32LittleEndian(bytes.AsSpan(Body + 4 + 9 + 4), 30_000);
-            BinaryPrimitives.WriteInt32LittleEndian(bytes.AsSpan(Body + 4 + 9 + 8), 30_000);
-            return bytes;
+            BinaryPrimitives.WriteInt32LittleEndian(fields.AsSpan(9 + 4), 30_000);
+            BinaryPrimitives.WriteInt32LittleEndian(fields.AsSpan(9 + 8), 30_000);
+            return fields;
         });
         var ex = LoadFailsWithInvalidData();
         StringAssert.Contains(ex.Message, "its architecture (1×30000×30000, 10 classes) would need 107,");
@@ -431,6 +473,14 @@ public sealed class LeNetBnModelFileTests
         BinaryPrimitives.WriteUInt32LittleEndian(modelKey.AsSpan(HeaderVerReadable), readable);
         return modelKey;
     }
+
+    /// <summary>Rewrites the model entry's fields and their byte count and SHA-256, as a writer would.</summary>
+    private void EditFields(Func<byte[], byte[]> change) => Edit(ModelKeyEntry(), bytes =>
+    {
+        int length = BinaryPrimitives.ReadInt32LittleEndian(bytes.AsSpan(Body + 4));
+        var fields = change(bytes[Fields..(Fields + length)]);
+        return [.. bytes[..(Body + 4)], .. BitConverter.GetBytes(fields.Length), .. fields, .. SHA256.HashData(fields), .. bytes[(Fields + length + 32)..]];
+    });
 
     private static byte[] SetBodyVersion(byte[] modelKey, uint version)
     {

@@ -62,13 +62,37 @@ internal sealed class LabelKeyValues
         switch (Kinds[ItemType.RawType].Code)
         {
             case 1: Add(builder, type, _text.Select(s => s.AsMemory())); break;
-            case 2: Add(builder, type, _text.Select(s => float.Parse(s, System.Globalization.CultureInfo.InvariantCulture))); break;
-            case 3: Add(builder, type, _text.Select(s => double.Parse(s, System.Globalization.CultureInfo.InvariantCulture))); break;
-            case 4: Add(builder, type, _text.Select(int.Parse)); break;
-            case 5: Add(builder, type, _text.Select(uint.Parse)); break;
-            case 6: Add(builder, type, _text.Select(long.Parse)); break;
-            case 7: Add(builder, type, _text.Select(ulong.Parse)); break;
+            case 2: Add(builder, type, _text.Select(s => float.Parse(s, Invariant))); break;
+            case 3: Add(builder, type, _text.Select(s => double.Parse(s, Invariant))); break;
+            case 4: Add(builder, type, _text.Select(s => int.Parse(s, Invariant))); break;
+            case 5: Add(builder, type, _text.Select(s => uint.Parse(s, Invariant))); break;
+            case 6: Add(builder, type, _text.Select(s => long.Parse(s, Invariant))); break;
+            case 7: Add(builder, type, _text.Select(s => ulong.Parse(s, Invariant))); break;
             default: Add(builder, type, _text.Select(bool.Parse)); break;
+        }
+    }
+
+    private static readonly System.Globalization.CultureInfo Invariant = System.Globalization.CultureInfo.InvariantCulture;
+
+    /// <summary>Throws <see cref="InvalidDataException"/> for a value that does not parse as the item type, naming it.</summary>
+    private void CheckParses()
+    {
+        for (int i = 0; i < _text.Length; i++)
+        {
+            string s = _text[i];
+            bool ok = Kinds[ItemType.RawType].Code switch
+            {
+                1 => true,
+                2 => float.TryParse(s, Invariant, out _),
+                3 => double.TryParse(s, Invariant, out _),
+                4 => int.TryParse(s, Invariant, out _),
+                5 => uint.TryParse(s, Invariant, out _),
+                6 => long.TryParse(s, Invariant, out _),
+                7 => ulong.TryParse(s, Invariant, out _),
+                _ => bool.TryParse(s, out _),
+            };
+            if (!ok)
+                throw new InvalidDataException($"label key value {i + 1} '{s}' is not a valid {ItemType.RawType.Name}");
         }
     }
 
@@ -94,7 +118,9 @@ internal sealed class LabelKeyValues
             throw new InvalidDataException($"The model holds {count} label key values for {expectedCount} classes.");
         var text = new string[count];
         for (int i = 0; i < count; i++) text[i] = reader.ReadString();
-        return new LabelKeyValues(kind.Type, text);
+        var values = new LabelKeyValues(kind.Type, text);
+        values.CheckParses();
+        return values;
     }
 
     private static LabelKeyValues Read<T>(DataViewSchema.Annotations annotations, VectorDataViewType type)

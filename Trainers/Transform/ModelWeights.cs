@@ -7,13 +7,13 @@ namespace MlNetBn.Transform;
 
 /// <summary>
 /// The network's state dict (parameters and BN buffers) in and out of a model zip's binary stream:
-/// an int64 byte count, TorchSharp's state-dict bytes, then (from format 0x00010003) their SHA-256.
+/// an int64 byte count, TorchSharp's state-dict bytes, then their SHA-256.
 /// </summary>
 /// <remarks>
 /// Everything is checked before TorchSharp parses a byte: the length against the stream, the hash against the
 /// bytes. So a truncated, overwritten or foreign stream is refused with an <see cref="InvalidDataException"/>
 /// naming the entry, and TorchSharp's loader only ever sees bytes this class wrote. Whatever TorchSharp still
-/// throws (a state dict of another architecture, or an unhashed stream of the first format) is wrapped the same way.
+/// throws (a state dict of another architecture) is wrapped the same way.
 /// </remarks>
 internal static class ModelWeights
 {
@@ -23,7 +23,7 @@ internal static class ModelWeights
     /// </summary>
     internal const long MaxBytes = 1L << 30;
 
-    private const int HashBytes = 32; // SHA-256
+    internal const int HashBytes = 32; // SHA-256
 
     /// <summary>Writes the length prefix, TorchSharp's state-dict bytes (from host copies) and their SHA-256.</summary>
     public static void Write(BinaryWriter writer, LeNetBnNetwork network)
@@ -70,8 +70,7 @@ internal static class ModelWeights
     /// <param name="reader">The weights stream.</param>
     /// <param name="network">A network of the saved architecture.</param>
     /// <param name="entryName">The stream's path in the zip, for messages.</param>
-    /// <param name="hashed">Whether the stream carries a SHA-256 after the bytes (format 0x00010003 and later).</param>
-    public static void Read(BinaryReader reader, LeNetBnNetwork network, string entryName, bool hashed)
+    public static void Read(BinaryReader reader, LeNetBnNetwork network, string entryName)
     {
         long length;
         try
@@ -87,14 +86,11 @@ internal static class ModelWeights
         var bytes = reader.ReadBytes((int)length);
         if (bytes.Length != length)
             throw Corrupt(entryName, $"it is truncated: {bytes.Length:N0} of {length:N0} bytes of weights");
-        if (hashed)
-        {
-            var expected = reader.ReadBytes(HashBytes);
-            if (expected.Length != HashBytes)
-                throw Corrupt(entryName, "it is truncated: the SHA-256 of the weights is missing");
-            if (!CryptographicOperations.FixedTimeEquals(expected, SHA256.HashData(bytes)))
-                throw Corrupt(entryName, "the weights do not match their SHA-256: the file was damaged or altered after it was saved");
-        }
+        var expected = reader.ReadBytes(HashBytes);
+        if (expected.Length != HashBytes)
+            throw Corrupt(entryName, "it is truncated: the SHA-256 of the weights is missing");
+        if (!CryptographicOperations.FixedTimeEquals(expected, SHA256.HashData(bytes)))
+            throw Corrupt(entryName, "the weights do not match their SHA-256: the file was damaged or altered after it was saved");
         if (reader.BaseStream.CanSeek && reader.BaseStream.Position != reader.BaseStream.Length)
             throw Corrupt(entryName, $"{reader.BaseStream.Length - reader.BaseStream.Position:N0} unexpected bytes follow the weights");
 
