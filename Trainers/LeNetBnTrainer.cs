@@ -24,6 +24,12 @@ namespace MlNetBn;
 /// </remarks>
 public sealed class LeNetBnTrainer : IEstimator<LeNetBnTransformer>
 {
+    /// <summary>
+    /// The largest <see cref="Options.PredictionBatchSize"/>: a forward pass of that many 28×28 images already
+    /// takes gigabytes of activations, and larger batches are no faster.
+    /// </summary>
+    public const int MaxPredictionBatchSize = 1 << 16;
+
     /// <summary>The defaults of the catalog method and of <see cref="Options"/>: Dive into Deep Learning's.</summary>
     public static class Defaults
     {
@@ -157,6 +163,9 @@ public sealed class LeNetBnTrainer : IEstimator<LeNetBnTransformer>
             MovingVariance = BatchNormMovingVariance,
         };
 
+        /// <summary>A copy whose fields later changes to this instance do not reach.</summary>
+        internal Options Clone() => (Options)MemberwiseClone();
+
         /// <summary>Throws for a nonsensical value, naming the option and the value.</summary>
         internal void Validate()
         {
@@ -185,7 +194,7 @@ public sealed class LeNetBnTrainer : IEstimator<LeNetBnTransformer>
             Require(ValidationFraction >= 0 && ValidationFraction < 1, nameof(ValidationFraction), ValidationFraction, "must be in [0, 1).");
             Require(!(RestoreBestEpoch && ValidationSet is null && ValidationFraction == 0), nameof(RestoreBestEpoch), RestoreBestEpoch,
                 "needs validation data: set ValidationSet or ValidationFraction.");
-            Require(PredictionBatchSize > 0, nameof(PredictionBatchSize), PredictionBatchSize, "must be at least 1.");
+            Require(PredictionBatchSize is > 0 and <= MaxPredictionBatchSize, nameof(PredictionBatchSize), PredictionBatchSize, $"must be 1 to {MaxPredictionBatchSize:N0}.");
             Require(!(FoldBatchNorm && BatchNorm == BatchNormKind.None), nameof(FoldBatchNorm), FoldBatchNorm,
                 "there is no batch normalization to fold with BatchNorm = None.");
             // The architecture checks of the network builder (enums, BN options, an image large enough for two conv blocks).
@@ -198,14 +207,15 @@ public sealed class LeNetBnTrainer : IEstimator<LeNetBnTransformer>
 
     /// <summary>Creates the trainer; prefer <c>mlContext.MulticlassClassification.Trainers.LeNetBn(...)</c>.</summary>
     /// <param name="env">The ML.NET environment (an <see cref="MLContext"/>).</param>
-    /// <param name="options">Training options; validated here.</param>
+    /// <param name="options">Training options; validated and copied here, so later changes to the instance do not
+    /// reach this trainer.</param>
     public LeNetBnTrainer(IHostEnvironment env, Options options)
     {
         ArgumentNullException.ThrowIfNull(env);
         ArgumentNullException.ThrowIfNull(options);
-        options.Validate();
+        _options = options.Clone();
+        _options.Validate();
         _host = env.Register(nameof(LeNetBnTrainer));
-        _options = options;
     }
 
     /// <summary>Trains the network on <paramref name="input"/> and returns the transformer that predicts with it.</summary>
@@ -231,7 +241,8 @@ public sealed class LeNetBnTrainer : IEstimator<LeNetBnTransformer>
             _host.CheckAlive();
         }
 
-        var train = TrainingSet.Read(input, o.FeatureColumnName, o.LabelColumnName, o.ImageShape.Size, classCount, o.NonFiniteFeatures, "training data", ThrowIfCancelled);
+        using var all = TrainingSet.Read(input, o.FeatureColumnName, o.LabelColumnName, o.ImageShape.Size, classCount, o.NonFiniteFeatures, "training data", ThrowIfCancelled);
+        var train = all;
         if (train.SkippedRows > 0)
             channel.Warning(MessageSensitivity.None, $"Skipped {train.SkippedRows} training rows whose features hold NaN or Infinity.");
         if (train.Count == 0)
@@ -239,12 +250,19 @@ public sealed class LeNetBnTrainer : IEstimator<LeNetBnTransformer>
 
         int seed = o.Seed ?? _host.Rand.Next();
         TrainingSet? validation = null;
-        if (o.ValidationSet is not null)
-            validation = TrainingSet.Read(o.ValidationSet, o.FeatureColumnName, o.LabelColumnName, o.ImageShape.Size, classCount, o.NonFiniteFeatures, "validation set", ThrowIfCancelled);
+        using var validationSet = o.ValidationSet is null ? null : TrainingSet.Read(o.ValidationSet, o.FeatureColumnName, o.LabelColumnName, o.ImageShape.Size, classCount, o.NonFiniteFeatures, "validation set", ThrowIfCancelled);
+        if (validationSet is not null)
+            validation = validationSet;
         else if (o.ValidationFraction > 0)
             (train, validation) = train.Split(o.ValidationFraction, seed);
         if (validation is { Count: 0 })
             throw new InvalidOperationException("The validation set has no rows.");
+        if (o.BatchNorm != BatchNormKind.None && train.Count < 2)
+            throw new InvalidOperationException(
+                $"Batch normalization needs at least 2 training rows (a batch of one has no variance); the training data has {train.Count}"
+                + (validation is not null && validationSet is null ? $" after holding out {validation.Count} for validation" : "")
+                + (train.SkippedRows > 0 ? $" after skipping {train.SkippedRows} with non-finite features" : "")
+                + ". Add rows, or set BatchNorm = None.");
 
         var device = TrainingDevice.Select(o.Device, o.GpuDeviceId, _host, channel);
         var architecture = new LeNetBnArchitecture

@@ -49,17 +49,20 @@ internal sealed class LeNetBnTrainingLoop
     {
         var o = _options;
         bool hasBatchNorm = o.BatchNorm != BatchNormKind.None;
-        var history = new List<LeNetBnEpochMetrics>(o.Epochs);
+        var history = new List<LeNetBnEpochMetrics>();
 
-        // The whole training set lives in one tensor on the device; batches are index_select gathers from it.
-        using var x = DeviceTensor(train);
+        // The whole training set lives in one tensor on the device (on the CPU, the very tensor Fit read the data
+        // into); batches are index_select gathers of the set's rows from it. A validation split shares it.
+        using var x = OnDevice(train.Features);
         using var y = tensor(train.Labels, device: _device);
-        using var validationX = validation is null ? null : DeviceTensor(validation);
-        using var validationY = validation is null ? null : tensor(validation.Labels, device: _device);
+        bool sharedValidation = validation is not null && ReferenceEquals(validation.Features, train.Features);
+        using var validationX = validation is null || sharedValidation ? null : OnDevice(validation.Features);
+        using var validationY = validation is null || sharedValidation ? null : tensor(validation.Labels, device: _device);
+        using var validationRows = validation is null ? null : tensor(validation.Rows, device: _device);
 
         using var optimizer = optim.SGD(network.parameters(), o.LearningRate, momentum: o.SgdMomentum, weight_decay: o.WeightDecay);
         var shuffle = new Random(seed);
-        var order = Enumerable.Range(0, train.Count).Select(i => (long)i).ToArray();
+        var order = (long[])train.Rows.Clone();
 
         // A trailing batch of one example gives BN a single value per feature (undefined variance): drop it.
         int usable = hasBatchNorm && train.Count % o.BatchSize == 1 ? train.Count - 1 : train.Count;
@@ -112,9 +115,9 @@ internal sealed class LeNetBnTrainingLoop
                         $"Training diverged in epoch {epoch + 1}: the loss became {meanLoss}. Lower LearningRate (now {o.LearningRate}) or check the features' scale; no model was produced.");
 
                 double? validationLoss = null, validationAccuracy = null;
-                if (validationX is not null)
+                if (validationRows is not null)
                 {
-                    (validationLoss, validationAccuracy) = Evaluate(network, validationX, validationY!, throwIfCancelled);
+                    (validationLoss, validationAccuracy) = Evaluate(network, validationX ?? x, validationY ?? y, validationRows!, throwIfCancelled);
                     if (o.RestoreBestEpoch && validationAccuracy > bestAccuracy)
                     {
                         bestAccuracy = validationAccuracy.Value;
@@ -146,11 +149,11 @@ internal sealed class LeNetBnTrainingLoop
         return history;
     }
 
-    /// <summary>Mean loss and accuracy in eval mode, in large no-grad batches.</summary>
-    private (double Loss, double Accuracy) Evaluate(LeNetBnNetwork network, Tensor x, Tensor y, Action throwIfCancelled)
+    /// <summary>Mean loss and accuracy over the given rows in eval mode, in large no-grad batches.</summary>
+    private (double Loss, double Accuracy) Evaluate(LeNetBnNetwork network, Tensor x, Tensor y, Tensor rows, Action throwIfCancelled)
     {
         network.eval();
-        long count = x.shape[0];
+        long count = rows.shape[0];
         using var lossSum = zeros(1, ScalarType.Float64, _device);
         using var correct = zeros(1, ScalarType.Int64, _device);
         using (no_grad())
@@ -160,8 +163,9 @@ internal sealed class LeNetBnTrainingLoop
                 throwIfCancelled();
                 using var scope = NewDisposeScope();
                 long size = Math.Min(EvaluationBatchSize, count - start);
-                var logits = network.forward(x.narrow(0, start, size));
-                var labels = y.narrow(0, start, size);
+                var index = rows.narrow(0, start, size);
+                var logits = network.forward(x.index_select(0, index));
+                var labels = y.index_select(0, index);
                 lossSum.add_(nn.functional.cross_entropy(logits, labels, reduction: nn.Reduction.Sum).to(ScalarType.Float64));
                 correct.add_(logits.argmax(1).eq(labels).sum());
             }
@@ -170,7 +174,8 @@ internal sealed class LeNetBnTrainingLoop
         return (lossSum.item<double>() / count, (double)correct.item<long>() / count);
     }
 
-    private Tensor DeviceTensor(TrainingSet set) => tensor(set.Features, [set.Count, set.FeatureSize], device: _device);
+    /// <summary>A handle to <paramref name="features"/> on the training device: a copy on a GPU, the same storage on the CPU.</summary>
+    private Tensor OnDevice(Tensor features) => features.to(_device);
 
     private static Dictionary<string, Tensor> Snapshot(LeNetBnNetwork network)
     {
