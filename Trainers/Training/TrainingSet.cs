@@ -1,5 +1,8 @@
+using System.Runtime.InteropServices;
 using Microsoft.ML;
 using Microsoft.ML.Data;
+using TorchSharp;
+using static TorchSharp.torch;
 
 namespace MlNetBn.Training;
 
@@ -14,31 +17,41 @@ public enum NonFiniteFeatureHandling
 }
 
 /// <summary>
-/// Images and labels read from an <see cref="IDataView"/> once, into one contiguous feature array and one label
-/// array, so that batches are gathered from a single tensor instead of allocating per row.
+/// Images and labels read from an <see cref="IDataView"/> once: the features straight into one CPU tensor (N×D
+/// float32, the only copy Fit holds; the training loop gathers its batches from it), the labels into an array. A
+/// validation split is a second set of row indices into the same tensor, not a copy.
 /// </summary>
-internal sealed class TrainingSet
+internal sealed class TrainingSet : IDisposable
 {
-    private TrainingSet(float[] features, long[] labels, int count, int featureSize, int skippedRows)
+    // Rows are gathered in a managed buffer of this many and then copied into the tensor, so reading never holds
+    // more than one such chunk besides the tensor.
+    private const int ChunkRows = 1024;
+
+    private readonly bool _ownsTensor;
+
+    private TrainingSet(Tensor features, long[] labels, long[] rows, int skippedRows, bool ownsTensor)
     {
         Features = features;
         Labels = labels;
-        Count = count;
-        FeatureSize = featureSize;
+        Rows = rows;
         SkippedRows = skippedRows;
+        _ownsTensor = ownsTensor;
     }
 
-    /// <summary>Row-major N×D features, exactly <see cref="Count"/>·D values.</summary>
-    public float[] Features { get; }
+    /// <summary>Every row read, N×D on the CPU; <see cref="Rows"/> says which belong to this set.</summary>
+    public Tensor Features { get; }
 
-    /// <summary>Zero-based class indices (ML.NET key value − 1), exactly <see cref="Count"/> of them.</summary>
+    /// <summary>Zero-based class indices (ML.NET key value − 1) of every row read.</summary>
     public long[] Labels { get; }
 
-    /// <summary>Number of rows.</summary>
-    public int Count { get; }
+    /// <summary>The rows of <see cref="Features"/> that form this set, in order.</summary>
+    public long[] Rows { get; }
+
+    /// <summary>Number of rows in this set.</summary>
+    public int Count => Rows.Length;
 
     /// <summary>Values per row, C·H·W.</summary>
-    public int FeatureSize { get; }
+    public int FeatureSize => (int)Features.shape[1];
 
     /// <summary>Rows left out for non-finite features (with <see cref="NonFiniteFeatureHandling.SkipRow"/>).</summary>
     public int SkippedRows { get; }
@@ -57,75 +70,109 @@ internal sealed class TrainingSet
     {
         var features = data.Schema[featureColumn];
         var label = data.Schema[labelColumn];
-        long capacity = data.GetRowCount() ?? 1024;
-        var x = new float[checked(capacity * featureSize)];
-        var y = new long[capacity];
-        int count = 0, skipped = 0;
+        // With the row count known (loaders and row-to-row transforms report it) the rows go straight into a tensor
+        // of that size; otherwise into chunk tensors joined at the end, which holds the features twice for a moment.
+        long? knownRows = data.GetRowCount();
+        Tensor? whole = knownRows is { } n ? empty([n, featureSize], ScalarType.Float32) : null;
+        var chunks = new List<Tensor>();
+        var y = new List<long>(knownRows is { } k ? (int)Math.Min(k, int.MaxValue) : 1024);
+        var stage = new float[ChunkRows * featureSize];
+        int staged = 0, count = 0, skipped = 0;
         long row = -1;
 
-        using var cursor = data.GetRowCursor([features, label]);
-        var getFeatures = cursor.GetGetter<VBuffer<float>>(features);
-        var getLabel = KeyGetter(cursor, label);
-        VBuffer<float> buffer = default;
-        while (cursor.MoveNext())
+        void Flush()
         {
-            row++;
-            if ((row & 4095) == 0) throwIfCancelled();
-            ulong key = getLabel();
-            if (key == 0)
-                throw new InvalidOperationException($"Label column '{labelColumn}' of the {dataName} has a missing value (key 0) at row {row}; filter such rows out or map them to a class.");
-            if (key > (ulong)classCount)
-                throw new InvalidOperationException($"Label column '{labelColumn}' of the {dataName} has key {key} at row {row}, outside 1..{classCount}.");
+            if (staged == 0) return;
+            Tensor target = whole is not null
+                ? whole.narrow(0, count - staged, staged)
+                : empty([staged, featureSize], ScalarType.Float32);
+            // A contiguous CPU tensor's bytes are its storage: this writes the rows in place, no intermediate copy.
+            MemoryMarshal.AsBytes(stage.AsSpan(0, staged * featureSize)).CopyTo(target.bytes);
+            if (whole is null) chunks.Add(target); else target.Dispose();
+            staged = 0;
+        }
 
-            getFeatures(ref buffer);
-            if (buffer.Length != featureSize)
-                throw new InvalidOperationException($"Feature column '{featureColumn}' of the {dataName} has {buffer.Length} values at row {row}; expected {featureSize}.");
-            if (count == y.Length)
-            {
-                Array.Resize(ref y, y.Length * 2);
-                Array.Resize(ref x, checked(y.Length * featureSize));
-            }
-            var target = x.AsSpan(count * featureSize, featureSize);
-            buffer.CopyTo(target);
-            if (!AllFinite(target))
-            {
-                if (nonFinite == NonFiniteFeatureHandling.SkipRow) { skipped++; continue; }
-                throw new InvalidOperationException(
-                    $"Feature column '{featureColumn}' of the {dataName} holds NaN or Infinity at row {row}. Clean the data, or set NonFiniteFeatures = SkipRow to leave such rows out.");
-            }
-            y[count++] = (long)key - 1;
-        }
-        // Exact-length arrays let the training loop wrap them in tensors without another copy.
-        if (y.Length != count)
+        try
         {
-            Array.Resize(ref y, count);
-            Array.Resize(ref x, count * featureSize);
+            using var cursor = data.GetRowCursor([features, label]);
+            var getFeatures = cursor.GetGetter<VBuffer<float>>(features);
+            var getLabel = KeyGetter(cursor, label);
+            VBuffer<float> buffer = default;
+            while (cursor.MoveNext())
+            {
+                row++;
+                if ((row & 4095) == 0) throwIfCancelled();
+                ulong key = getLabel();
+                if (key == 0)
+                    throw new InvalidOperationException($"Label column '{labelColumn}' of the {dataName} has a missing value (key 0) at row {row}; filter such rows out or map them to a class.");
+                if (key > (ulong)classCount)
+                    throw new InvalidOperationException($"Label column '{labelColumn}' of the {dataName} has key {key} at row {row}, outside 1..{classCount}.");
+
+                getFeatures(ref buffer);
+                if (buffer.Length != featureSize)
+                    throw new InvalidOperationException($"Feature column '{featureColumn}' of the {dataName} has {buffer.Length} values at row {row}; expected {featureSize}.");
+                if (whole is not null && count == whole.shape[0])
+                    throw new InvalidOperationException($"The {dataName} reported {whole.shape[0]:N0} rows but its cursor returned more.");
+                var target = stage.AsSpan(staged * featureSize, featureSize);
+                buffer.CopyTo(target);
+                if (!AllFinite(target))
+                {
+                    if (nonFinite == NonFiniteFeatureHandling.SkipRow) { skipped++; continue; }
+                    throw new InvalidOperationException(
+                        $"Feature column '{featureColumn}' of the {dataName} holds NaN or Infinity at row {row}. Clean the data, or set NonFiniteFeatures = SkipRow to leave such rows out.");
+                }
+                y.Add((long)key - 1);
+                staged++;
+                count++;
+                if (staged == ChunkRows) Flush();
+            }
+            Flush();
+
+            Tensor all;
+            if (whole is not null)
+            {
+                all = count == whole.shape[0] ? whole : whole.narrow(0, 0, count);
+                if (!ReferenceEquals(all, whole)) whole.Dispose();
+                whole = null;
+            }
+            else
+            {
+                all = chunks.Count == 0 ? empty([0, featureSize], ScalarType.Float32) : cat(chunks, 0);
+            }
+            return new TrainingSet(all, [.. y], AllRows(count), skipped, ownsTensor: true);
         }
-        return new TrainingSet(x, y, count, featureSize, skipped);
+        finally
+        {
+            whole?.Dispose();
+            foreach (var chunk in chunks) chunk.Dispose();
+        }
     }
 
-    /// <summary>Holds out a seeded random <paramref name="fraction"/> of the rows as a validation set.</summary>
+    /// <summary>Holds out a seeded random <paramref name="fraction"/> of the rows as a validation set; both share this set's tensor.</summary>
     public (TrainingSet Train, TrainingSet Validation) Split(double fraction, int seed)
     {
         int validationCount = (int)Math.Round(Count * fraction);
         if (validationCount < 1 || validationCount >= Count)
             throw new ArgumentOutOfRangeException(nameof(fraction), fraction,
                 $"ValidationFraction {fraction} of {Count} rows leaves {validationCount} for validation and {Count - validationCount} for training; both need at least one row.");
-        var rows = Enumerable.Range(0, Count).ToArray();
+        var rows = (long[])Rows.Clone();
         new Random(seed).Shuffle(rows);
-        return (Take(rows.AsSpan(validationCount)), Take(rows.AsSpan(0, validationCount)));
+        return (Subset(rows[validationCount..]), Subset(rows[..validationCount]));
     }
 
-    private TrainingSet Take(ReadOnlySpan<int> rows)
+    /// <summary>Disposes the features tensor (a split's sets share it and leave it to the set they came from).</summary>
+    public void Dispose()
     {
-        var x = new float[rows.Length * FeatureSize];
-        var y = new long[rows.Length];
-        for (int i = 0; i < rows.Length; i++)
-        {
-            Features.AsSpan(rows[i] * FeatureSize, FeatureSize).CopyTo(x.AsSpan(i * FeatureSize));
-            y[i] = Labels[rows[i]];
-        }
-        return new TrainingSet(x, y, rows.Length, FeatureSize, 0);
+        if (_ownsTensor) Features.Dispose();
+    }
+
+    private TrainingSet Subset(long[] rows) => new(Features, Labels, rows, 0, ownsTensor: false);
+
+    private static long[] AllRows(int count)
+    {
+        var rows = new long[count];
+        for (int i = 0; i < count; i++) rows[i] = i;
+        return rows;
     }
 
     private static bool AllFinite(ReadOnlySpan<float> values)
