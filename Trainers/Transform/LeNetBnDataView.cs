@@ -7,6 +7,11 @@ namespace MlNetBn.Transform;
 /// The lazily scored view <see cref="LeNetBnTransformer.Transform"/> returns: the input's columns plus <c>Score</c>
 /// and <c>PredictedLabel</c>, computed <see cref="LeNetBnTransformer.PredictionBatchSize"/> rows per forward pass.
 /// </summary>
+/// <remarks>
+/// One pass over the input: a cursor reads a batch of rows ahead, keeping a copy of each row's requested input
+/// columns, scores the batch, then serves the rows from those copies. So sources that can be enumerated only once,
+/// or that return their rows in another order each time, still give every row its own score.
+/// </remarks>
 internal sealed class LeNetBnDataView : IDataView
 {
     private readonly LeNetBnTransformer _transformer;
@@ -21,7 +26,7 @@ internal sealed class LeNetBnDataView : IDataView
 
     public DataViewSchema Schema { get; }
 
-    // Batching reads ahead with a second cursor that must see the rows in the same order: no shuffling.
+    // Scores are computed in the order rows are read; a shuffled cursor is left to ML.NET's own shuffling transforms.
     public bool CanShuffle => false;
 
     public long? GetRowCount() => _source.GetRowCount();
@@ -30,151 +35,212 @@ internal sealed class LeNetBnDataView : IDataView
     {
         var needed = columnsNeeded.Select(c => c.Index).ToHashSet();
         int sourceCount = _source.Schema.Count;
-        var sourceNeeded = needed.Where(i => i < sourceCount).Select(i => _source.Schema[i]).ToList();
-        var input = _source.GetRowCursor(sourceNeeded);
-        bool scoresNeeded = needed.Any(i => i >= sourceCount);
-        // The look-ahead cursor reads only the features, a batch ahead of the row the caller is on.
-        var ahead = scoresNeeded ? _source.GetRowCursor([_source.Schema[_transformer.FeatureColumnName]]) : null;
-        return new Cursor(this, input, ahead, needed);
+        var sourceColumns = needed.Where(i => i < sourceCount).Select(i => _source.Schema[i]).ToList();
+        if (!needed.Any(i => i >= sourceCount))
+            return new PassThroughCursor(this, _source.GetRowCursor(sourceColumns), needed);
+        var features = _source.Schema[_transformer.FeatureColumnName];
+        var input = _source.GetRowCursor(sourceColumns.Append(features).Distinct());
+        return new BatchCursor(this, input, sourceColumns, needed);
     }
 
     public DataViewRowCursor[] GetRowCursorSet(IEnumerable<DataViewSchema.Column> columnsNeeded, int n, Random? rand = null) =>
         [GetRowCursor(columnsNeeded, rand)];
 
-    private sealed class Cursor : DataViewRowCursor
+    /// <summary>No score asked for: the input's rows as they are.</summary>
+    private sealed class PassThroughCursor(LeNetBnDataView parent, DataViewRowCursor input, HashSet<int> active) : DataViewRowCursor
     {
-        private readonly LeNetBnDataView _parent;
-        private readonly DataViewRowCursor _input;
-        private readonly DataViewRowCursor? _ahead;
-        private readonly HashSet<int> _active;
-        private readonly BatchScorer? _scorer;
-
-        public Cursor(LeNetBnDataView parent, DataViewRowCursor input, DataViewRowCursor? ahead, HashSet<int> active)
-        {
-            _parent = parent;
-            _input = input;
-            _ahead = ahead;
-            _active = active;
-            if (ahead is not null)
-                _scorer = new BatchScorer(parent._transformer, ahead);
-        }
-
-        public override DataViewSchema Schema => _parent.Schema;
-
-        public override long Position => _input.Position;
-
-        public override long Batch => _input.Batch;
-
-        public override ValueGetter<DataViewRowId> GetIdGetter() => _input.GetIdGetter();
-
-        public override bool IsColumnActive(DataViewSchema.Column column) => _active.Contains(column.Index);
-
-        public override bool MoveNext() => _input.MoveNext();
+        public override DataViewSchema Schema => parent.Schema;
+        public override long Position => input.Position;
+        public override long Batch => input.Batch;
+        public override ValueGetter<DataViewRowId> GetIdGetter() => input.GetIdGetter();
+        public override bool IsColumnActive(DataViewSchema.Column column) => active.Contains(column.Index);
+        public override bool MoveNext() => input.MoveNext();
 
         public override ValueGetter<TValue> GetGetter<TValue>(DataViewSchema.Column column)
         {
             if (!IsColumnActive(column))
                 throw new InvalidOperationException($"Column '{column.Name}' was not requested when this cursor was created.");
-            int sourceCount = _input.Schema.Count;
-            if (column.Index < sourceCount)
-                return _input.GetGetter<TValue>(_input.Schema[column.Index]);
-            var scorer = _scorer!;
+            return input.GetGetter<TValue>(input.Schema[column.Index]);
+        }
+
+        protected override void Dispose(bool disposing)
+        {
+            if (disposing) input.Dispose();
+            base.Dispose(disposing);
+        }
+    }
+
+    /// <summary>Reads a batch ahead, copies the rows' requested input columns, scores the batch, serves it row by row.</summary>
+    private sealed class BatchCursor : DataViewRowCursor
+    {
+        private readonly LeNetBnDataView _parent;
+        private readonly DataViewRowCursor _input;
+        private readonly HashSet<int> _active;
+        private readonly Dictionary<int, RowCache> _caches;
+        private readonly RowCache<DataViewRowId> _ids;
+        private readonly ValueGetter<VBuffer<float>> _getFeatures;
+        private readonly int _featureSize;
+        private readonly int _classes;
+        private readonly int _batchSize;
+        private float[] _features = [];
+        private float[] _scores = [];
+        private VBuffer<float> _row;
+        private int _batchCount;
+        private int _slot;
+        private long _position = -1;
+
+        public BatchCursor(LeNetBnDataView parent, DataViewRowCursor input, IEnumerable<DataViewSchema.Column> sourceColumns, HashSet<int> active)
+        {
+            _parent = parent;
+            _input = input;
+            _active = active;
+            var transformer = parent._transformer;
+            _featureSize = transformer.Architecture.Input.Size;
+            _classes = transformer.ClassCount;
+            _batchSize = transformer.PredictionBatchSize;
+            _getFeatures = input.GetGetter<VBuffer<float>>(input.Schema[transformer.FeatureColumnName]);
+            _caches = sourceColumns.ToDictionary(c => c.Index, c => RowCache.For(input, input.Schema[c.Index]));
+            _ids = new RowCache<DataViewRowId>(input.GetIdGetter());
+        }
+
+        public override DataViewSchema Schema => _parent.Schema;
+
+        public override long Position => _position;
+
+        public override long Batch => _input.Batch;
+
+        public override ValueGetter<DataViewRowId> GetIdGetter() => _ids.Getter(this);
+
+        public override bool IsColumnActive(DataViewSchema.Column column) => _active.Contains(column.Index);
+
+        public override bool MoveNext()
+        {
+            if (++_slot >= _batchCount)
+            {
+                if (!ReadBatch()) return false;
+                _slot = 0;
+            }
+            _position++;
+            return true;
+        }
+
+        public override ValueGetter<TValue> GetGetter<TValue>(DataViewSchema.Column column)
+        {
+            if (!IsColumnActive(column))
+                throw new InvalidOperationException($"Column '{column.Name}' was not requested when this cursor was created.");
+            if (_caches.TryGetValue(column.Index, out var cache))
+                return (cache as RowCache<TValue>
+                    ?? throw new InvalidOperationException($"Column '{column.Name}' is of type {column.Type}; a getter of {typeof(TValue)} was asked for.")).Getter(this);
             if (column.Name == DefaultColumnNames.Score && typeof(TValue) == typeof(VBuffer<float>))
             {
-                ValueGetter<VBuffer<float>> score = (ref VBuffer<float> value) => scorer.GetScores(Position, ref value);
+                ValueGetter<VBuffer<float>> score = (ref VBuffer<float> value) =>
+                {
+                    var editor = VBufferEditor.Create(ref value, _classes);
+                    CurrentScores().CopyTo(editor.Values);
+                    value = editor.Commit();
+                };
                 return (ValueGetter<TValue>)(Delegate)score;
             }
             if (typeof(TValue) == typeof(uint))
             {
-                ValueGetter<uint> predicted = (ref uint value) => value = scorer.GetPredictedKey(Position);
+                ValueGetter<uint> predicted = (ref uint value) => value = Scoring.PredictedKey(CurrentScores());
                 return (ValueGetter<TValue>)(Delegate)predicted;
             }
             throw new InvalidOperationException($"Column '{column.Name}' is of type {column.Type}; a getter of {typeof(TValue)} was asked for.");
         }
 
+        /// <summary>The slot of the row the cursor is on.</summary>
+        internal int CurrentSlot => _position >= 0 ? _slot : throw new InvalidOperationException("The cursor is not on a row: call MoveNext first.");
+
+        private ReadOnlySpan<float> CurrentScores() => _scores.AsSpan(CurrentSlot * _classes, _classes);
+
+        /// <summary>Reads up to a batch of rows, keeping what the caller asked for, and scores them.</summary>
+        private bool ReadBatch()
+        {
+            _batchCount = 0;
+            while (_batchCount < _batchSize && _input.MoveNext())
+            {
+                // Buffers grow with the rows actually read, so a large batch size costs nothing on small inputs.
+                if (_batchCount * _featureSize == _features.Length)
+                {
+                    int rows = Math.Min(_batchSize, Math.Max(16, _batchCount * 2));
+                    Array.Resize(ref _features, rows * _featureSize);
+                    Array.Resize(ref _scores, rows * _classes);
+                }
+                _getFeatures(ref _row);
+                Scoring.ReadFeatures(_row, _features.AsSpan(_batchCount * _featureSize, _featureSize), _parent._transformer.FeatureColumnName, _input.Position);
+                _ids.Store(_batchCount);
+                foreach (var cache in _caches.Values) cache.Store(_batchCount);
+                _batchCount++;
+            }
+            if (_batchCount == 0) return false;
+            _parent._transformer.Predict(_features, _batchCount, _scores);
+            return true;
+        }
+
         protected override void Dispose(bool disposing)
         {
-            if (disposing)
-            {
-                _input.Dispose();
-                _ahead?.Dispose();
-            }
+            if (disposing) _input.Dispose();
             base.Dispose(disposing);
         }
     }
 
-    /// <summary>Scores the look-ahead cursor's rows a batch at a time and serves them by row position.</summary>
-    private sealed class BatchScorer
+    /// <summary>One input column's values for the rows of the current batch.</summary>
+    private abstract class RowCache
     {
-        private readonly LeNetBnTransformer _transformer;
-        private readonly DataViewRowCursor _ahead;
-        private readonly ValueGetter<VBuffer<float>> _getFeatures;
-        private readonly float[] _features;
-        private readonly float[] _scores;
-        private readonly int _featureSize;
-        private readonly int _classes;
-        private VBuffer<float> _row;
-        private long _batchStart;
-        private int _batchCount;
+        /// <summary>Copies the input cursor's current value into slot <paramref name="slot"/>.</summary>
+        public abstract void Store(int slot);
 
-        public BatchScorer(LeNetBnTransformer transformer, DataViewRowCursor ahead)
+        public static RowCache For(DataViewRowCursor input, DataViewSchema.Column column)
         {
-            _transformer = transformer;
-            _ahead = ahead;
-            _getFeatures = ahead.GetGetter<VBuffer<float>>(ahead.Schema[transformer.FeatureColumnName]);
-            _featureSize = transformer.Architecture.Input.Size;
-            _classes = transformer.ClassCount;
-            _features = new float[transformer.PredictionBatchSize * _featureSize];
-            _scores = new float[transformer.PredictionBatchSize * _classes];
+            var raw = column.Type.RawType;
+            var cacheType = raw.IsGenericType && raw.GetGenericTypeDefinition() == typeof(VBuffer<>)
+                ? typeof(VBufferRowCache<>).MakeGenericType(raw.GetGenericArguments()[0])
+                : typeof(RowCache<>).MakeGenericType(raw);
+            var getter = typeof(DataViewRow).GetMethod(nameof(DataViewRow.GetGetter))!.MakeGenericMethod(raw).Invoke(input, [column]);
+            return (RowCache)Activator.CreateInstance(cacheType, getter)!;
+        }
+    }
+
+    /// <summary>Values held as they are: numbers, keys, booleans, ids; text is copied out of the source's buffers.</summary>
+    private class RowCache<T>(ValueGetter<T> get) : RowCache
+    {
+        protected readonly ValueGetter<T> Get = get;
+        protected T[] Values = [];
+
+        public override void Store(int slot)
+        {
+            if (slot == Values.Length) Array.Resize(ref Values, Math.Max(16, slot * 2));
+            Read(ref Values[slot]);
         }
 
-        public void GetScores(long position, ref VBuffer<float> value)
+        protected virtual void Read(ref T slot)
         {
-            int offset = Locate(position) * _classes;
-            var editor = VBufferEditor.Create(ref value, _classes);
-            _scores.AsSpan(offset, _classes).CopyTo(editor.Values);
-            value = editor.Commit();
-        }
-
-        public uint GetPredictedKey(long position)
-        {
-            var scores = _scores.AsSpan(Locate(position) * _classes, _classes);
-            int best = 0;
-            for (int c = 1; c < scores.Length; c++)
-                if (scores[c] > scores[best]) best = c;
-            return (uint)best + 1;
-        }
-
-        /// <summary>The row's index in the current batch, scoring the next batch first when the row is past it.</summary>
-        private int Locate(long position)
-        {
-            if (position < 0)
-                throw new InvalidOperationException("The cursor is not on a row: call MoveNext first.");
-            if (position < _batchStart)
-                throw new InvalidOperationException("LeNetBn scores rows in order; this row was already passed.");
-            if (position >= _batchStart + _batchCount)
-                ScoreBatchAt(position);
-            return (int)(position - _batchStart);
-        }
-
-        private void ScoreBatchAt(long position)
-        {
-            // Bring the look-ahead cursor onto the row; rows nobody asked scores for are passed without reading.
-            while (_ahead.Position < position)
+            Get(ref slot);
+            // A loader may hand out text that points into a buffer it reuses for the next row.
+            if (typeof(T) == typeof(ReadOnlyMemory<char>))
             {
-                if (!_ahead.MoveNext())
-                    throw new InvalidOperationException("The input data returned fewer rows on a second pass; LeNetBn needs data that reads the same twice.");
+                ref var text = ref System.Runtime.CompilerServices.Unsafe.As<T, ReadOnlyMemory<char>>(ref slot);
+                text = text.ToString().AsMemory();
             }
-            _batchStart = position;
-            _batchCount = 0;
-            do
-            {
-                _getFeatures(ref _row);
-                _row.CopyTo(_features.AsSpan(_batchCount * _featureSize, _featureSize));
-                _batchCount++;
-            }
-            while (_batchCount < _transformer.PredictionBatchSize && _ahead.MoveNext());
-            _transformer.Predict(_features, _batchCount, _scores);
         }
+
+        public virtual ValueGetter<T> Getter(BatchCursor cursor) => (ref T value) => value = Values[cursor.CurrentSlot];
+    }
+
+    /// <summary>Vectors: each slot keeps its own buffers, and the caller gets a copy it may write into.</summary>
+    private sealed class VBufferRowCache<TItem>(ValueGetter<VBuffer<TItem>> get) : RowCache<VBuffer<TItem>>(get)
+    {
+        private VBuffer<TItem> _scratch;
+
+        // A getter may hand out its own buffers: copy into the slot's.
+        protected override void Read(ref VBuffer<TItem> slot)
+        {
+            Get(ref _scratch);
+            _scratch.CopyTo(ref slot);
+        }
+
+        public override ValueGetter<VBuffer<TItem>> Getter(BatchCursor cursor) =>
+            (ref VBuffer<TItem> value) => Values[cursor.CurrentSlot].CopyTo(ref value);
     }
 }

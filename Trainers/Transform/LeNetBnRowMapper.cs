@@ -80,14 +80,7 @@ internal sealed class LeNetBnRowMapper : IRowToRowMapper
             }
             if (typeof(TValue) == typeof(uint))
             {
-                ValueGetter<uint> predicted = (ref uint value) =>
-                {
-                    var scores = Score();
-                    int best = 0;
-                    for (int c = 1; c < scores.Length; c++)
-                        if (scores[c] > scores[best]) best = c;
-                    value = (uint)best + 1;
-                };
+                ValueGetter<uint> predicted = (ref uint value) => value = Scoring.PredictedKey(Score());
                 return (ValueGetter<TValue>)(Delegate)predicted;
             }
             throw new InvalidOperationException($"Column '{column.Name}' is of type {column.Type}; a getter of {typeof(TValue)} was asked for.");
@@ -99,7 +92,7 @@ internal sealed class LeNetBnRowMapper : IRowToRowMapper
             {
                 _getFeatures ??= _input.GetGetter<VBuffer<float>>(_input.Schema[_parent._transformer.FeatureColumnName]);
                 _getFeatures(ref _row);
-                _row.CopyTo(_features);
+                Scoring.ReadFeatures(_row, _features, _parent._transformer.FeatureColumnName, _input.Position);
                 _parent._transformer.Predict(_features, 1, _scores);
                 _scoredPosition = _input.Position;
             }
