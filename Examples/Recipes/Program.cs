@@ -19,6 +19,9 @@ var recipes = new Dictionary<string, Func<LeNetBnTrainer.Options>>
     // Cosine annealing: the last epochs take small steps, so the final weights do not jump around.
     ["cosine"] = () => new() { LearningRateSchedule = LearningRateSchedule.Cosine },
     ["cosine-55k-best"] = () => new() { LearningRateSchedule = LearningRateSchedule.Cosine, ValidationFraction = 5_000 / 60_000.0, RestoreBestEpoch = true },
+    // Candidates for a recipe whose worst seed reaches 0.90.
+    ["cosine-wd"] = () => new() { LearningRateSchedule = LearningRateSchedule.Cosine, WeightDecay = 1e-4 },
+    ["cosine-momentum"] = () => new() { LearningRateSchedule = LearningRateSchedule.Cosine, LearningRate = 0.1, SgdMomentum = 0.9 },
     ["cosine-15"] = () => new() { LearningRateSchedule = LearningRateSchedule.Cosine, Epochs = 15 },
 };
 
