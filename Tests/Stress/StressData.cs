@@ -17,19 +17,3 @@ internal static class StressData
         return Enumerable.Range(0, count).Select(i => images[i % images.Count]).ToList();
     }
 }
-
-/// <summary>One image, as ML.NET's LoadFashionMnist gives it.</summary>
-internal sealed class Image
-{
-    [KeyType(10)]
-    public uint Label { get; set; }
-
-    [VectorType(784)]
-    public float[] Features { get; set; } = [];
-}
-
-/// <summary>What the checks read back.</summary>
-internal sealed class Prediction
-{
-    public float[] Score { get; set; } = [];
-}

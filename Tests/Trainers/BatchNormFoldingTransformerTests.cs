@@ -231,32 +231,4 @@ public sealed class BatchNormFoldingTransformerTests
         [VectorType(256)]
         public float[] Features { get; set; } = [];
     }
-
-    private sealed class ScoreRow
-    {
-        public float[] Score { get; set; } = [];
-    }
-
-    private sealed class FeatureRow
-    {
-        [VectorType(784)]
-        public float[] Features { get; set; } = [];
-    }
-
-    private sealed class Image
-    {
-        [KeyType(10)]
-        public uint Label { get; set; }
-
-        [VectorType(784)]
-        public float[] Features { get; set; } = [];
-    }
-
-    private sealed class Prediction
-    {
-        public float[] Score { get; set; } = [];
-
-        [KeyType(10)]
-        public uint PredictedLabel { get; set; }
-    }
 }

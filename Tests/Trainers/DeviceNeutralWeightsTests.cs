@@ -169,10 +169,4 @@ public sealed class DeviceNeutralWeightsTests
             if ((b & 0x80) == 0) return result;
         }
     }
-
-    private sealed class FeatureRow
-    {
-        [Microsoft.ML.Data.VectorType(784)]
-        public float[] Features { get; set; } = [];
-    }
 }

@@ -56,18 +56,4 @@ public sealed class LeNetBnNativeMemoryTests
         Assert.AreEqual(before, statistics.ThreadTotalLiveCount,
             $"tensors left live after a full cycle (created outside scopes: {statistics.CreatedOutsideScopeCount - createdOutside}, disposed outside scopes: {statistics.DisposedOutsideScopeCount - disposedOutside})");
     }
-
-    private sealed class Image
-    {
-        [KeyType(10)]
-        public uint Label { get; set; }
-
-        [VectorType(784)]
-        public float[] Features { get; set; } = [];
-    }
-
-    private sealed class Prediction
-    {
-        public float[] Score { get; set; } = [];
-    }
 }

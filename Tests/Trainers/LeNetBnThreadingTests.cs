@@ -199,18 +199,4 @@ public sealed class LeNetBnThreadingTests
         }
         return scores;
     }
-
-    private sealed class Image
-    {
-        [KeyType(10)]
-        public uint Label { get; set; }
-
-        [VectorType(784)]
-        public float[] Features { get; set; } = [];
-    }
-
-    private sealed class Prediction
-    {
-        public float[] Score { get; set; } = [];
-    }
 }

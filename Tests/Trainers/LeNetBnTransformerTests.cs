@@ -24,15 +24,4 @@ public sealed class LeNetBnTransformerTests
         var expected = nn.functional.softmax(network.forward(tensor(features, [scores.Length, 784])), 1);
         TensorAssert.AreClose(expected, tensor(scores.SelectMany(s => s).ToArray(), [scores.Length, 10]), 1e-6, "Transform scores");
     }
-
-    private sealed class ScoreRow
-    {
-        public float[] Score { get; set; } = [];
-    }
-
-    private sealed class FeatureRow
-    {
-        [VectorType(784)]
-        public float[] Features { get; set; } = [];
-    }
 }

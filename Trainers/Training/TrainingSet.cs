@@ -115,7 +115,7 @@ internal sealed class TrainingSet : IDisposable
                     throw new InvalidOperationException($"The {dataName} reported {whole.shape[0]:N0} rows but its cursor returned more.");
                 var target = stage.AsSpan(staged * featureSize, featureSize);
                 buffer.CopyTo(target);
-                if (!AllFinite(target))
+                if (!Transform.Scoring.AllFinite(target))
                 {
                     if (nonFinite == NonFiniteFeatureHandling.SkipRow) { skipped++; continue; }
                     throw new InvalidOperationException(
@@ -173,13 +173,6 @@ internal sealed class TrainingSet : IDisposable
         var rows = new long[count];
         for (int i = 0; i < count; i++) rows[i] = i;
         return rows;
-    }
-
-    private static bool AllFinite(ReadOnlySpan<float> values)
-    {
-        foreach (float v in values)
-            if (!float.IsFinite(v)) return false;
-        return true;
     }
 
     /// <summary>A getter returning the key as ulong whatever its raw type (MapValueToKey makes uint; others exist).</summary>

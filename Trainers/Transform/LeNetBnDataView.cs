@@ -82,6 +82,7 @@ internal sealed class LeNetBnDataView : IDataView
         private readonly int _featureSize;
         private readonly int _classes;
         private readonly int _batchSize;
+        private readonly List<int> _nonFinite = [];
         private float[] _features = [];
         private float[] _scores = [];
         private VBuffer<float> _row;
@@ -158,6 +159,7 @@ internal sealed class LeNetBnDataView : IDataView
         private bool ReadBatch()
         {
             _batchCount = 0;
+            _nonFinite.Clear();
             while (_batchCount < _batchSize && _input.MoveNext())
             {
                 // Buffers grow with the rows actually read, so a large batch size costs nothing on small inputs.
@@ -168,13 +170,16 @@ internal sealed class LeNetBnDataView : IDataView
                     Array.Resize(ref _scores, rows * _classes);
                 }
                 _getFeatures(ref _row);
-                Scoring.ReadFeatures(_row, _features.AsSpan(_batchCount * _featureSize, _featureSize), _parent._transformer.FeatureColumnName, _input.Position);
+                if (!Scoring.ReadFeatures(_row, _features.AsSpan(_batchCount * _featureSize, _featureSize), _parent._transformer.FeatureColumnName, _input.Position))
+                    _nonFinite.Add(_batchCount);
                 _ids.Store(_batchCount);
                 foreach (var cache in _caches.Values) cache.Store(_batchCount);
                 _batchCount++;
             }
             if (_batchCount == 0) return false;
             _parent._transformer.Predict(_features, _batchCount, _scores);
+            // Rows are independent in eval mode; a row with NaN or Infinity gets NaN scores whatever the network made of it.
+            foreach (int slot in _nonFinite) _scores.AsSpan(slot * _classes, _classes).Fill(float.NaN);
             return true;
         }
 

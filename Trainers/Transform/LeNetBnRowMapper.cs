@@ -92,8 +92,10 @@ internal sealed class LeNetBnRowMapper : IRowToRowMapper
             {
                 _getFeatures ??= _input.GetGetter<VBuffer<float>>(_input.Schema[_parent._transformer.FeatureColumnName]);
                 _getFeatures(ref _row);
-                Scoring.ReadFeatures(_row, _features, _parent._transformer.FeatureColumnName, _input.Position);
-                _parent._transformer.Predict(_features, 1, _scores);
+                if (Scoring.ReadFeatures(_row, _features, _parent._transformer.FeatureColumnName, _input.Position))
+                    _parent._transformer.Predict(_features, 1, _scores);
+                else
+                    Array.Fill(_scores, float.NaN);
                 _scoredPosition = _input.Position;
             }
             return _scores;
