@@ -54,9 +54,7 @@ internal static class InternalsTestEnvironment
     /// <param name="zipPath">The model zip.</param>
     /// <param name="featuresPath">Optional raw float32 rows to transform in the host.</param>
     /// <param name="featureCount">Values per row of <paramref name="featuresPath"/>.</param>
-    /// <param name="environment">Environment variables to set (or, with an empty value, to set empty) in the child.</param>
-    internal static (int ExitCode, Dictionary<string, string> Values, string Output) RunModelLoadHost(string zipPath, string? featuresPath = null, int featureCount = 0,
-        IReadOnlyDictionary<string, string>? environment = null)
+    internal static (int ExitCode, Dictionary<string, string> Values, string Output) RunModelLoadHost(string zipPath, string? featuresPath = null, int featureCount = 0)
     {
         var start = new ProcessStartInfo(DotnetHost)
         {
@@ -64,8 +62,6 @@ internal static class InternalsTestEnvironment
             RedirectStandardError = true,
             UseShellExecute = false,
         };
-        foreach (var (name, value) in environment ?? new Dictionary<string, string>())
-            start.Environment[name] = value;
         start.ArgumentList.Add("exec");
         start.ArgumentList.Add(ModelLoadHostPath);
         start.ArgumentList.Add(zipPath);

@@ -19,103 +19,46 @@ public sealed class MlNetInternalsContractTests
     private static readonly Assembly Trainers = typeof(LeNetBnTransformer).Assembly;
 
     /// <summary>
-    /// The internals the persistence design relies on, as ApiSignature writes them: those LeNetBnTransformer's
-    /// Save/Create use, plus the schema shape, annotation, host and channel helpers of the estimator. Keyed by the
-    /// reflection name of the declaring type (nested types use '+').
+    /// Exactly the ML.NET internals MlNetBn.Trainers' IL refers to, as "[assembly] signature" (ApiSignature), sorted:
+    /// persistence (version header, loader discovery, save and load contexts), the estimator's schema shape, the
+    /// catalog's environment and its GPU settings, the host's liveness check. A new use of an internal fails the
+    /// test until it is added here on purpose; an entry no longer used fails it too.
     /// </summary>
-    private static readonly (string Type, string Member, string Signature)[] ExpectedMembers =
+    private static readonly string[] PinnedInternals =
     [
-        // Version header of each saved model.
-        ("Microsoft.ML.VersionInfo", ".ctor",
-            "Microsoft.ML.VersionInfo..ctor(System.String, System.UInt32, System.UInt32, System.UInt32, System.String, System.String, System.String)"),
-
-        // Discovery of our loader by ML.NET's ComponentCatalog.
-        ("Microsoft.ML.LoadableClassAttribute", ".ctor",
-            "Microsoft.ML.LoadableClassAttribute..ctor(System.Type, System.Type, System.Type, System.String, System.String[])"),
-        ("Microsoft.ML.SignatureLoadModel", "Invoke",
-            "System.Void Microsoft.ML.SignatureLoadModel.Invoke(Microsoft.ML.ModelLoadContext)"),
-
-        // Saving.
-        ("Microsoft.ML.ICanSaveModel", "Save",
-            "System.Void Microsoft.ML.ICanSaveModel.Save(Microsoft.ML.ModelSaveContext)"),
-        ("Microsoft.ML.ModelSaveContext", "CheckAtModel",
-            "System.Void Microsoft.ML.ModelSaveContext.CheckAtModel()"),
-        ("Microsoft.ML.ModelSaveContext", "SetVersionInfo",
-            "System.Void Microsoft.ML.ModelSaveContext.SetVersionInfo(Microsoft.ML.VersionInfo)"),
-        ("Microsoft.ML.ModelSaveContext", "Writer",
-            "System.IO.BinaryWriter Microsoft.ML.ModelSaveContext.Writer"),
-        ("Microsoft.ML.ModelSaveContext", "SaveBinaryStream",
-            "System.Void Microsoft.ML.ModelSaveContext.SaveBinaryStream(System.String, System.Action<System.IO.BinaryWriter>)"),
-        ("Microsoft.ML.ModelSaveContext", "SaveTextStream",
-            "System.Void Microsoft.ML.ModelSaveContext.SaveTextStream(System.String, System.Action<System.IO.TextWriter>)"),
-        ("Microsoft.ML.ModelSaveContext", "SaveNonEmptyString",
-            "System.Void Microsoft.ML.ModelSaveContext.SaveNonEmptyString(System.String)"),
-
-        // Loading.
-        ("Microsoft.ML.ModelLoadContext", "CheckAtModel",
-            "System.Void Microsoft.ML.ModelLoadContext.CheckAtModel(Microsoft.ML.VersionInfo)"),
-        ("Microsoft.ML.ModelLoadContext", "Reader",
-            "System.IO.BinaryReader Microsoft.ML.ModelLoadContext.Reader"),
-        ("Microsoft.ML.ModelLoadContext", "Header",
-            "Microsoft.ML.ModelHeader Microsoft.ML.ModelLoadContext.Header"),
-        ("Microsoft.ML.ModelLoadContext", "Directory",
-            "System.String Microsoft.ML.ModelLoadContext.Directory"),
-        ("Microsoft.ML.ModelHeader", "ModelSignature",
-            "System.UInt64 Microsoft.ML.ModelHeader.ModelSignature"),
-        ("Microsoft.ML.ModelHeader", "ModelVerWritten",
-            "System.UInt32 Microsoft.ML.ModelHeader.ModelVerWritten"),
-        ("Microsoft.ML.ModelHeader", "ModelVerReadable",
-            "System.UInt32 Microsoft.ML.ModelHeader.ModelVerReadable"),
-        ("Microsoft.ML.VersionInfo", "ModelSignature",
-            "System.UInt64 Microsoft.ML.VersionInfo.ModelSignature"),
-        ("Microsoft.ML.VersionInfo", "VerWrittenCur",
-            "System.UInt32 Microsoft.ML.VersionInfo.VerWrittenCur"),
-        ("Microsoft.ML.VersionInfo", "VerWeCanReadBack",
-            "System.UInt32 Microsoft.ML.VersionInfo.VerWeCanReadBack"),
-        ("Microsoft.ML.ModelLoadContext", "TryLoadBinaryStream",
-            "System.Boolean Microsoft.ML.ModelLoadContext.TryLoadBinaryStream(System.String, System.Action<System.IO.BinaryReader>)"),
-        ("Microsoft.ML.ModelLoadContext", "TryLoadTextStream",
-            "System.Boolean Microsoft.ML.ModelLoadContext.TryLoadTextStream(System.String, System.Action<System.IO.TextReader>)"),
-        ("Microsoft.ML.ModelLoadContext", "LoadNonEmptyString",
-            "System.String Microsoft.ML.ModelLoadContext.LoadNonEmptyString()"),
-
-        // Estimator output schema.
-        ("Microsoft.ML.SchemaShape+Column", ".ctor",
-            "Microsoft.ML.SchemaShape.Column..ctor(System.String, Microsoft.ML.SchemaShape.Column.VectorKind, Microsoft.ML.Data.DataViewType, System.Boolean, Microsoft.ML.SchemaShape)"),
-        ("Microsoft.ML.Data.AnnotationUtils", "GetTrainerOutputAnnotation",
-            "static System.Collections.Generic.IEnumerable<Microsoft.ML.SchemaShape.Column> Microsoft.ML.Data.AnnotationUtils.GetTrainerOutputAnnotation(System.Boolean)"),
-        ("Microsoft.ML.Data.AnnotationUtils", "AnnotationsForMulticlassScoreColumn",
-            "static System.Collections.Generic.IEnumerable<Microsoft.ML.SchemaShape.Column> Microsoft.ML.Data.AnnotationUtils.AnnotationsForMulticlassScoreColumn(System.Nullable<Microsoft.ML.SchemaShape.Column>)"),
-        ("Microsoft.ML.Data.AnnotationUtils", "GetNamesType",
-            "static Microsoft.ML.Data.VectorDataViewType Microsoft.ML.Data.AnnotationUtils.GetNamesType(System.Int32)"),
-        ("Microsoft.ML.Data.AnnotationUtils", "GetSlotNamesPair",
-            "static System.Collections.Generic.KeyValuePair<System.String, Microsoft.ML.Data.DataViewType> Microsoft.ML.Data.AnnotationUtils.GetSlotNamesPair(System.Int32)"),
-
-        // Host, channels, argument and decode checks, cancellation.
-        ("Microsoft.ML.Runtime.IHostEnvironment", "Register",
-            "Microsoft.ML.Runtime.IHost Microsoft.ML.Runtime.IHostEnvironment.Register(System.String, System.Nullable<System.Int32>, System.Nullable<System.Boolean>)"),
-        ("Microsoft.ML.Runtime.HostExtensions", "Info",
-            "static System.Void Microsoft.ML.Runtime.HostExtensions.Info(Microsoft.ML.Runtime.IChannel, System.String)"),
-        ("Microsoft.ML.Runtime.HostExtensions", "Info",
-            "static System.Void Microsoft.ML.Runtime.HostExtensions.Info(Microsoft.ML.Runtime.IChannel, System.String, System.Object[])"),
-        ("Microsoft.ML.Runtime.HostExtensions", "Warning",
-            "static System.Void Microsoft.ML.Runtime.HostExtensions.Warning(Microsoft.ML.Runtime.IChannel, System.String)"),
-        ("Microsoft.ML.Runtime.Contracts", "CheckAlive",
-            "static System.Void Microsoft.ML.Runtime.Contracts.CheckAlive(Microsoft.ML.Runtime.IHostEnvironment)"),
-        ("Microsoft.ML.Runtime.ICancelable", "get_IsCanceled",
-            "System.Boolean Microsoft.ML.Runtime.ICancelable.get_IsCanceled()"),
-        ("Microsoft.ML.Runtime.Contracts", "CheckValue",
-            "static System.Void Microsoft.ML.Runtime.Contracts.CheckValue<T>(T, System.String)"),
-        ("Microsoft.ML.Runtime.Contracts", "CheckValue",
-            "static System.Void Microsoft.ML.Runtime.Contracts.CheckValue<T>(Microsoft.ML.Runtime.IExceptionContext, T, System.String)"),
-        ("Microsoft.ML.Runtime.Contracts", "CheckParam",
-            "static System.Void Microsoft.ML.Runtime.Contracts.CheckParam(Microsoft.ML.Runtime.IExceptionContext, System.Boolean, System.String, System.String)"),
-        ("Microsoft.ML.Runtime.Contracts", "CheckDecode",
-            "static System.Void Microsoft.ML.Runtime.Contracts.CheckDecode(Microsoft.ML.Runtime.IExceptionContext, System.Boolean)"),
-        ("Microsoft.ML.Runtime.Contracts", "CheckDecode",
-            "static System.Void Microsoft.ML.Runtime.Contracts.CheckDecode(Microsoft.ML.Runtime.IExceptionContext, System.Boolean, System.String)"),
-        ("Microsoft.ML.Runtime.Contracts", "ExceptDecode",
-            "static System.Exception Microsoft.ML.Runtime.Contracts.ExceptDecode(Microsoft.ML.Runtime.IExceptionContext, System.String)"),
+        "[Microsoft.ML.Core] Microsoft.ML.LoadableClassAttribute..ctor(System.Type, System.Type, System.Type, System.String, System.String[])",
+        "[Microsoft.ML.Core] Microsoft.ML.ModelHeader Microsoft.ML.ModelLoadContext.Header",
+        "[Microsoft.ML.Data] Microsoft.ML.Runtime.IHostEnvironment Microsoft.ML.Data.IInternalCatalog.get_Environment()",
+        "[Microsoft.ML.Core] Microsoft.ML.SchemaShape.Column..ctor(System.String, Microsoft.ML.SchemaShape.Column.VectorKind, Microsoft.ML.Data.DataViewType, System.Boolean, Microsoft.ML.SchemaShape)",
+        "[Microsoft.ML.Core] Microsoft.ML.VersionInfo..ctor(System.String, System.UInt32, System.UInt32, System.UInt32, System.String, System.String, System.String)",
+        "[Microsoft.ML.Core] System.Boolean Microsoft.ML.ModelLoadContext.TryLoadBinaryStream(System.String, System.Action<System.IO.BinaryReader>)",
+        "[Microsoft.ML.Core] System.Boolean Microsoft.ML.Runtime.IHostEnvironmentInternal.get_FallbackToCpu()",
+        "[Microsoft.ML.Core] System.Boolean Microsoft.ML.SchemaShape.TryFindColumn(System.String, Microsoft.ML.SchemaShape.Column&)",
+        "[Microsoft.ML.Core] System.IO.BinaryReader Microsoft.ML.ModelLoadContext.Reader",
+        "[Microsoft.ML.Core] System.IO.BinaryWriter Microsoft.ML.ModelSaveContext.Writer",
+        "[Microsoft.ML.Core] System.Nullable<System.Int32> Microsoft.ML.Runtime.IHostEnvironmentInternal.get_GpuDeviceId()",
+        "[Microsoft.ML.Core] System.String Microsoft.ML.ModelLoadContext.Directory",
+        "[Microsoft.ML.Core] System.UInt32 Microsoft.ML.ModelHeader.ModelVerReadable",
+        "[Microsoft.ML.Core] System.UInt32 Microsoft.ML.ModelHeader.ModelVerWritten",
+        "[Microsoft.ML.Core] System.UInt32 Microsoft.ML.VersionInfo.VerWeCanReadBack",
+        "[Microsoft.ML.Core] System.UInt32 Microsoft.ML.VersionInfo.VerWrittenCur",
+        "[Microsoft.ML.Core] System.UInt64 Microsoft.ML.ModelHeader.ModelSignature",
+        "[Microsoft.ML.Core] System.UInt64 Microsoft.ML.VersionInfo.ModelSignature",
+        "[Microsoft.ML.Core] System.Void Microsoft.ML.ModelLoadContext.CheckAtModel(Microsoft.ML.VersionInfo)",
+        "[Microsoft.ML.Core] System.Void Microsoft.ML.ModelSaveContext.CheckAtModel()",
+        "[Microsoft.ML.Core] System.Void Microsoft.ML.ModelSaveContext.SaveBinaryStream(System.String, System.Action<System.IO.BinaryWriter>)",
+        "[Microsoft.ML.Core] System.Void Microsoft.ML.ModelSaveContext.SetVersionInfo(Microsoft.ML.VersionInfo)",
+        "[Microsoft.ML.Core] class Microsoft.ML.Data.AnnotationBuilderExtensions",
+        "[Microsoft.ML.Core] class Microsoft.ML.LoadableClassAttribute",
+        "[Microsoft.ML.Core] class Microsoft.ML.ModelLoadContext",
+        "[Microsoft.ML.Core] class Microsoft.ML.Runtime.Contracts",
+        "[Microsoft.ML.Core] delegate Microsoft.ML.SignatureLoadModel",
+        "[Microsoft.ML.Data] interface Microsoft.ML.Data.IInternalCatalog",
+        "[Microsoft.ML.Core] interface Microsoft.ML.Runtime.IHostEnvironmentInternal",
+        "[Microsoft.ML.Core] static System.Void Microsoft.ML.Data.AnnotationBuilderExtensions.AddSlotNames(Microsoft.ML.DataViewSchema.Annotations.Builder, System.Int32, Microsoft.ML.ValueGetter<Microsoft.ML.Data.VBuffer<System.ReadOnlyMemory<System.Char>>>)",
+        "[Microsoft.ML.Core] static System.Void Microsoft.ML.Runtime.Contracts.CheckAlive(Microsoft.ML.Runtime.IHostEnvironment)",
+        "[Microsoft.ML.Core] struct Microsoft.ML.ModelHeader",
+        "[Microsoft.ML.Core] struct Microsoft.ML.VersionInfo",
     ];
 
     /// <summary>
@@ -126,7 +69,6 @@ public sealed class MlNetInternalsContractTests
     [
         ("Microsoft.ML.Data.AnnotationUtils+Kinds", "SlotNames", "SlotNames"),
         ("Microsoft.ML.Data.AnnotationUtils+Kinds", "KeyValues", "KeyValues"),
-        ("Microsoft.ML.Data.AnnotationUtils+Kinds", "ScoreColumnSetId", "ScoreColumnSetId"),
         ("Microsoft.ML.Data.AnnotationUtils+Kinds", "ScoreColumnKind", "ScoreColumnKind"),
         ("Microsoft.ML.Data.AnnotationUtils+Kinds", "ScoreValueKind", "ScoreValueKind"),
         ("Microsoft.ML.Data.AnnotationUtils+Const+ScoreColumnKind", "MulticlassClassification", "MulticlassClassification"),
@@ -148,26 +90,11 @@ public sealed class MlNetInternalsContractTests
         }
     }
 
+    /// <summary>The annotation kinds copied into our code (Trainers/Transform/LabelKeyValues.cs) still have ML.NET's values.</summary>
     [TestMethod]
-    public void EveryInternalMemberThePersistenceDesignReliesOnStillExists()
+    public void TheAnnotationKindsWeCopyStillHaveTheirValues()
     {
         var failures = new List<string>();
-        foreach (var (typeName, memberName, expected) in ExpectedMembers)
-        {
-            var type = MlNetCore.GetType(typeName, throwOnError: false);
-            if (type is null)
-            {
-                failures.Add($"type {typeName} is gone from {MlNetCore.GetName().Name}");
-                continue;
-            }
-            var found = type.GetMember(memberName, MemberTypes.All, AllDeclared).Select(ApiSignature.Of).ToList();
-            if (!found.Contains(expected))
-            {
-                failures.Add($"expected: {expected}" + Environment.NewLine + "    found: " +
-                    (found.Count == 0 ? "(no member of that name)" : string.Join(Environment.NewLine + "           ", found)));
-            }
-        }
-
         foreach (var (typeName, fieldName, value) in ExpectedConstants)
         {
             var field = MlNetCore.GetType(typeName, throwOnError: false)?.GetField(fieldName, AllDeclared);
@@ -181,8 +108,8 @@ public sealed class MlNetInternalsContractTests
 
     /// <summary>
     /// Every ML.NET type and member that MlNetBn.Trainers' IL refers to must bind against the real ML.NET at
-    /// run time, exactly as compiled: the runtime's own resolver checks names and full signatures. Catches what
-    /// the list above does not, as the transformer grows.
+    /// run time, exactly as compiled (the runtime's own resolver checks names and full signatures), and the
+    /// internal ones must be exactly <see cref="PinnedInternals"/>.
     /// </summary>
     [TestMethod]
     public void EveryMlNetReferenceInTrainersBindsAtRunTime()
@@ -244,9 +171,13 @@ public sealed class MlNetInternalsContractTests
 
         Assert.IsEmpty(failures, InternalsChangedMessage + Environment.NewLine + string.Join(Environment.NewLine, failures));
 
-        // The scan must see the transformer's persistence internals; an empty list means this test stopped testing anything.
-        Assert.IsTrue(internals.Any(x => x.Signature.Contains("Microsoft.ML.ModelSaveContext.SetVersionInfo", StringComparison.Ordinal)),
-            "The scan found no use of ModelSaveContext.SetVersionInfo in MlNetBn.Trainers.");
+        var used = internals.Select(x => $"[{x.Assembly}] {x.Signature}").ToList();
+        var added = used.Except(PinnedInternals).ToList();
+        var unused = PinnedInternals.Except(used).ToList();
+        Assert.IsTrue(added.Count == 0 && unused.Count == 0,
+            "MlNetBn.Trainers' use of ML.NET internals differs from PinnedInternals." + Environment.NewLine
+            + (added.Count > 0 ? "Newly used (pin them, and check they exist in the ML.NET version bound):" + Environment.NewLine + "  " + string.Join(Environment.NewLine + "  ", added) + Environment.NewLine : "")
+            + (unused.Count > 0 ? "No longer used (remove them):" + Environment.NewLine + "  " + string.Join(Environment.NewLine + "  ", unused) : ""));
 
         // Each assembly whose internals we use must be exempted from access checks, or the first call throws.
         var exempted = IgnoresAccessChecksTo(Trainers);

@@ -22,7 +22,6 @@ try
 {
     // Nothing from MlNetBn is loaded yet: ML.NET has to find it through the loader assembly name in the zip.
     Console.WriteLine($"mlnetbn-loaded-before={IsLoaded("MlNetBn.Trainers")}");
-    Console.WriteLine($"cuda-visible-devices={Environment.GetEnvironmentVariable("CUDA_VISIBLE_DEVICES") ?? "(unset)"}");
 
     var mlContext = new MLContext(seed: 0);
     ITransformer model = mlContext.Model.Load(args[0], out DataViewSchema? inputSchema);
