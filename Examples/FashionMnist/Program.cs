@@ -104,7 +104,7 @@ root.SetAction(async (parse, cancel) =>
         console.Write(ResultTables.BatchNorm(first));
 
     string path = Path.GetFullPath(parse.GetValue(modelPath)!);
-    mlContext.Model.Save(chain, train.Schema, path);
+    mlContext.Model.SaveReplacing(chain, train.Schema, path); // a failed save never destroys an earlier model file
     output.WriteLine($"Saved {path} ({new FileInfo(path).Length / 1024.0:F0} KiB).");
 
     var reloaded = new MLContext().Model.Load(path, out _);
