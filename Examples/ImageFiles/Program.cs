@@ -10,11 +10,9 @@ using MlNetBn.Data;
 using MlNetBn.Examples.ImageFiles;
 using Spectre.Console;
 
-string[] imageExtensions = [".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp"];
-
 var images = new Option<string>("--images")
 {
-    Description = "Folder of image files to classify. When it holds none, the first --count Fashion-MNIST test images are written there as PNG files first.",
+    Description = "Folder of image files to classify (PNG, JPEG, BMP, GIF, WebP; any size and colour depth). When it holds no file, the first --count Fashion-MNIST test images are written there as PNG files first.",
     DefaultValueFactory = _ => "fashion-mnist-png",
 };
 var count = new Option<int>("--count") { Description = "How many test images to write when the folder is empty (one of each class in turn).", DefaultValueFactory = _ => 10 };
@@ -22,6 +20,10 @@ var modelPath = new Option<string?>("--model") { Description = "A model zip to l
 var epochs = new Option<int>("--epochs") { Description = "Training epochs (without --model).", DefaultValueFactory = _ => LeNetBnTrainer.Defaults.Epochs };
 var trainPerClass = new Option<int?>("--train-per-class") { Description = "Train on the first N images of each class (without --model; default: all 6,000)." };
 var seed = new Option<int>("--seed") { Description = "Seed for initialization and shuffling.", DefaultValueFactory = _ => 1 };
+var invert = new Option<bool>("--invert")
+{
+    Description = "Invert the pictures first. Fashion-MNIST shows light clothes on a black background: use this for dark clothes photographed on a light background.",
+};
 var dataDir = new Option<string?>("--data-dir") { Description = $"Where Fashion-MNIST is cached (default: ${FashionMnist.DataDirectoryEnvironmentVariable} or {FashionMnist.DefaultDirectory})." };
 
 count.Validators.Add(r => { if (r.GetValueOrDefault<int>() is < 1 or > FashionMnist.TestCount) r.AddError($"--count must be between 1 and {FashionMnist.TestCount:N0}."); });
@@ -35,7 +37,7 @@ modelPath.Validators.Add(r =>
 
 var root = new RootCommand("Classify image files with LeNet-BN through ML.NET's image transforms.")
 {
-    images, count, modelPath, epochs, trainPerClass, seed, dataDir,
+    images, count, modelPath, epochs, trainPerClass, seed, invert, dataDir,
 };
 root.SetAction(async (parse, cancel) =>
 {
@@ -46,8 +48,9 @@ root.SetAction(async (parse, cancel) =>
     async Task<string> Data() => dataDirectory ??= await FashionMnist.DownloadAsync(parse.GetValue(dataDir), output.WriteLine, cancel);
 
     string[] Files() => Directory.Exists(folder)
-        ? Directory.EnumerateFiles(folder).Where(f => imageExtensions.Contains(Path.GetExtension(f), StringComparer.OrdinalIgnoreCase))
-            .Select(f => Path.GetFileName(f)).Order(StringComparer.Ordinal).ToArray()
+        // Every file but hidden ones: whatever is not an image the decoder reads is reported by name.
+        ? Directory.EnumerateFiles(folder).Select(f => Path.GetFileName(f)).Where(f => !f.StartsWith('.'))
+            .Order(StringComparer.Ordinal).ToArray()
         : [];
     var files = Files();
     if (files.Length == 0)
@@ -82,20 +85,15 @@ root.SetAction(async (parse, cancel) =>
             .Fit(train);
     }
 
-    var paths = mlContext.Data.LoadFromEnumerable(files.Select(f => new ImageFile { ImagePath = f }));
-    var features = FashionImageFiles.CreatePixelPipeline(mlContext, folder).Fit(paths).Transform(paths);
-    var scored = model.Transform(features);
-    // Examples/FashionMnist's zip maps the predicted key to its class name already; a bare LeNet-BN model does not.
-    if (scored.Schema.GetColumnOrNull("PredictedClass") is null)
-        scored = mlContext.Transforms.Conversion.MapKeyToValue("PredictedClass", "PredictedLabel").Fit(scored).Transform(scored);
+    var result = FashionImageFiles.Classify(mlContext, model, folder, files, parse.GetValue(invert));
 
-    var table = new Table().Border(TableBorder.Rounded).Title($"Predictions for {files.Length} image files");
+    var table = new Table().Border(TableBorder.Rounded).Title($"Predictions for {result.Predictions.Count} image files");
     table.AddColumn("file");
     table.AddColumn("predicted class");
     table.AddColumn(new TableColumn("probability").RightAligned());
     table.AddColumn("class in file name");
     int known = 0, right = 0;
-    foreach (var p in mlContext.Data.CreateEnumerable<ImagePrediction>(scored, reuseRowObject: false))
+    foreach (var p in result.Predictions)
     {
         string? actual = FashionImageFiles.ClassFromFileName(p.ImagePath, FashionMnist.ClassNames);
         string verdict = actual is null ? "" : actual == p.PredictedClass ? "[green]right[/]" : "[red]wrong[/]";
@@ -107,23 +105,10 @@ root.SetAction(async (parse, cancel) =>
     AnsiConsole.Write(table);
     if (known > 0)
         output.WriteLine($"{right} of {known} files whose name gives the class were classified right.");
+    foreach (var bad in result.Unreadable)
+        Console.Error.WriteLine($"Could not read {Path.Combine(folder, bad.FileName)}: {bad.Reason}.");
     (model as IDisposable)?.Dispose();
-    return 0;
+    // Non-zero when any file could not be read, so scripts notice.
+    return result.Unreadable.Count == 0 ? 0 : 1;
 });
 return await root.Parse(args).InvokeAsync();
-
-/// <summary>One image file, by path relative to the image folder.</summary>
-internal sealed class ImageFile
-{
-    public string ImagePath { get; set; } = "";
-}
-
-/// <summary>What comes out for each file.</summary>
-internal sealed class ImagePrediction
-{
-    public string ImagePath { get; set; } = "";
-
-    public string PredictedClass { get; set; } = "";
-
-    public float[] Score { get; set; } = [];
-}

@@ -141,10 +141,6 @@ public sealed class FashionImageFilesTests
     private static List<float[]> ImageFeatures(MLContext ml) =>
         ml.Data.CreateEnumerable<FeatureRow>(Features(ml), reuseRowObject: false).Select(r => r.Features).ToList();
 
-    private sealed class ImagePathRow
-    {
-        public string ImagePath { get; set; } = "";
-    }
 
     private sealed class FeatureRow
     {
