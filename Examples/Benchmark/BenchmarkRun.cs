@@ -32,7 +32,7 @@ internal static class BenchmarkRun
     public static async Task<int> RunAsync(BenchmarkSettings settings, CancellationToken cancel)
     {
         var total = Stopwatch.StartNew();
-        string? loadStart = MachineFacts.LoadAverage();
+        var loadStart = LoadAverage.Read();
         string directory = await Data.EnsureFashionMnistAsync(settings.DataDir, cancel);
         var nativeInfo = TorchNative.EnsureLoaded();
         var device = ResolveDevice(settings.Device);
@@ -56,7 +56,7 @@ internal static class BenchmarkRun
             results.Add(RunKind(settings, kind, mlContext, train, test, trainX, trainY, testX, testY, device, memory, cancel));
         }
 
-        var report = BuildReport(settings, machine with { LoadAverageEnd = MachineFacts.LoadAverage() }, dataFacts, results, memory, total.Elapsed.TotalSeconds);
+        var report = BuildReport(settings, machine with { LoadAverageEnd = LoadAverage.Read() }, dataFacts, results, memory, total.Elapsed.TotalSeconds);
         Directory.CreateDirectory(settings.OutDir);
         string name = $"benchmark-{(device.type == DeviceType.CUDA ? "cuda" : "cpu")}";
         string jsonPath = Path.Combine(settings.OutDir, name + ".json");

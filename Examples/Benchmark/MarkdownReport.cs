@@ -11,12 +11,16 @@ internal static class MarkdownReport
         var c = CultureInfo.InvariantCulture;
         var m = report.Machine;
         var text = new StringBuilder();
-        text.AppendLine($"### LeNet-BN on Fashion-MNIST, {m.Device}, {m.DateUtc}").AppendLine();
+        text.AppendLine($"### {(m.IsVoid ? "VOID: " : "")}LeNet-BN on Fashion-MNIST, {m.Device}, {m.DateUtc}").AppendLine();
+        if (m.IsVoid)
+            text.AppendLine(string.Create(c, $"**VOID: the 1-minute load average exceeded the {m.LogicalCores} logical cores ({m.LoadAverageStart?.OneMinute:F2} at the start, " +
+                                             $"{m.LoadAverageEnd?.OneMinute:F2} at the end). Benchmarks run alone; these numbers do not count.**")).AppendLine();
         text.AppendLine($"- Machine: {m.CpuModel}, {m.LogicalCores} logical cores, {Format(m.MemoryGiB, "F1")} GiB; {m.Os}");
         if (m.GpuName is not null)
             text.AppendLine($"- GPU: {m.GpuName} (CUDA_VISIBLE_DEVICES={m.CudaVisibleDevices ?? "unset"}; TF32 left at libtorch's defaults)");
         text.AppendLine($"- Software: {m.DotNet}; TorchSharp {m.TorchSharp} (built against libtorch {m.LibTorchBuiltAgainst}); {m.LibTorchRuntime ?? "libtorch from the application's libtorch-cpu package"}; {m.TorchThreads} torch threads (OMP_WAIT_POLICY={m.OmpWaitPolicy ?? "unset"}); benchmark {m.Benchmark}");
-        text.AppendLine($"- Load average (1/5/15 min): {m.LoadAverageStart ?? "?"} at the start, {m.LoadAverageEnd ?? "?"} at the end");
+        text.AppendLine($"- Load average (1/5/15 min): {m.LoadAverageStart?.ToString() ?? "?"} at the start, {m.LoadAverageEnd?.ToString() ?? "?"} at the end, " +
+                        $"on {m.LogicalCores} logical cores ({(m.IsVoid ? "the 1-minute figure exceeded the cores: **void**" : m.LoadAverageStart is null || m.LoadAverageEnd is null ? "not checked: no /proc/loadavg" : "within the cores")})");
         text.AppendLine($"- Data: {report.Data.TrainRows:N0} training, {report.Data.TestRows:N0} test images ({report.Data.Source ?? report.Data.Directory})");
         text.AppendLine($"- Recipe: d2l's defaults (batch 256, SGD lr 1.0, sigmoid, average pooling), {FirstKindEpochs(report)} epochs per BN kind for Fit and for the raw loop; " +
                         "examples/s and epoch time: median of the epochs after the first, and (after the slash) the fastest of them; the first epoch pays one-time costs and is shown apart; " +
