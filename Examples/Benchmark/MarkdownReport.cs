@@ -3,9 +3,10 @@ using System.Text;
 
 namespace MlNetBn.Examples.Benchmark;
 
-/// <summary>The human-readable side of a report: machine facts, one table, the targets.</summary>
+/// <summary>The human-readable side of a report: machine facts, the main table, BN folding, the targets.</summary>
 internal static class MarkdownReport
 {
+    /// <summary>The report as markdown.</summary>
     public static string Write(BenchmarkReport report)
     {
         var c = CultureInfo.InvariantCulture;
@@ -39,6 +40,7 @@ internal static class MarkdownReport
                 $"| {r.Accuracy.Train:F4} | {r.Accuracy.Test:F4} | {Format(fitMemory?.PeakRssMiB, "F0")} | {Format(fitMemory?.GpuPeakUsedMiB, "F0")} |"));
         }
         text.AppendLine();
+        WriteFolding(text, report.Results);
         if (report.ScratchOverBuiltIn is { } ratio)
             text.AppendLine(string.Create(c, $"Scratch ÷ built-in BN (Fit examples/s): {ratio:F3} (medians), {report.ScratchOverBuiltInBest:F3} (fastest epochs), {report.ScratchOverBuiltInCpu:F3} (CPU time per epoch).")).AppendLine();
         text.AppendLine("| Target | Required | Measured | Met |");
@@ -55,6 +57,40 @@ internal static class MarkdownReport
             $"{r.BatchNorm}: raw loop's test acc {r.Raw.TestAccuracy:F4} vs Fit's {r.Accuracy.Test:F4}, max |BN state difference| {r.Raw.MaxBatchNormStateDifference:G3}"))) + ".");
         text.AppendLine(string.Create(c, $"Run time {report.TotalSeconds:F0} s."));
         return text.ToString();
+    }
+
+    private static void WriteFolding(StringBuilder text, IReadOnlyList<KindResult> results)
+    {
+        var c = CultureInfo.InvariantCulture;
+        var folded = results.Where(r => r.Folding is not null).ToList();
+        if (folded.Count == 0)
+            return;
+        var first = folded[0].Folding!;
+        text.AppendLine(string.Create(c, $"BN folded into the conv/linear layers vs unfolded, same run: time per operation, median of {first.Runs} runs of at least {first.MinSecondsPerRun} s each, ") +
+                        "unfolded and folded runs alternating in both orders; folded ÷ unfolded is the speed ratio (above 1: folding is faster); " +
+                        "thread CPU: the measuring thread's CPU time (the whole work only with --threads 1).");
+        text.AppendLine();
+        text.AppendLine("| BN | Operation | Unfolded, wall | Folded, wall | Folded ÷ unfolded, wall | Unfolded, thread CPU | Folded, thread CPU | Folded ÷ unfolded, thread CPU |");
+        text.AppendLine("|---|---|---:|---:|---:|---:|---:|---:|");
+        foreach (var r in folded)
+            foreach (var f in r.Folding!.Measurements)
+                text.AppendLine(string.Create(c,
+                    $"| {r.BatchNorm} | {f.Operation} | {Duration(f.UnfoldedSeconds, f.RowsPerOperation)} | {Duration(f.FoldedSeconds, f.RowsPerOperation)} | {f.FoldedOverUnfolded:F3} " +
+                    $"| {Duration(f.UnfoldedThreadCpuSeconds, f.RowsPerOperation)} | {Duration(f.FoldedThreadCpuSeconds, f.RowsPerOperation)} | {Format(f.FoldedOverUnfoldedThreadCpu, "F3")} |"));
+        text.AppendLine();
+        text.AppendLine("Folded scores vs unfolded, max |difference| over the test set: " +
+                        string.Join("; ", folded.Select(r => string.Create(c, $"{r.BatchNorm} {r.Folding!.MaxScoreDifference:G3}"))) + ".");
+        text.AppendLine();
+    }
+
+    /// <summary>A time per operation in µs, ms or s; with the rows/s it makes when an operation covers more than one row.</summary>
+    public static string Duration(double? seconds, int rows = 1)
+    {
+        if (seconds is not { } s)
+            return "–";
+        var c = CultureInfo.InvariantCulture;
+        string time = s < 1e-3 ? string.Create(c, $"{s * 1e6:N1} µs") : s < 1 ? string.Create(c, $"{s * 1e3:N2} ms") : string.Create(c, $"{s:N2} s");
+        return rows > 1 ? string.Create(c, $"{time} ({rows / s:N0} rows/s)") : time;
     }
 
     private static int FirstKindEpochs(BenchmarkReport report) => report.Results.FirstOrDefault()?.Fit.Timing.Epochs.Count ?? 0;
