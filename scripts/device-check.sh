@@ -5,7 +5,8 @@
 #                                    linux-x64 without libtorch (-p:TorchBackend=external), and put it, compressed,
 #                                    with the Fashion-MNIST files into .device-bundle/ (gitignored, < 64 MiB).
 #   scripts/device-check.sh run      there: unpack, take libtorch from PyTorch (MLNETBN_TORCH_LIB = torch/lib),
-#                                    run the benchmark on CUDA, then train on CUDA -> save -> load on the CPU in a
+#                                    run the benchmark on CUDA (BN folding included: folded vs unfolded prediction
+#                                    for each BN kind), then train on CUDA -> save -> load on the CPU in a
 #                                    process with CUDA hidden (and once more with it visible) and compare; results
 #                                    and logs go to $OUT (default ./device-out).
 #
@@ -19,7 +20,8 @@
 #
 # A dry run here, on the CPU, with the libtorch of the libtorch-cpu NuGet package standing in for PyTorch's:
 #   DEVICE=cpu EPOCHS=2 TORCH_LIB=~/.nuget/packages/libtorch-cpu-linux-x64/2.10.0/runtimes/linux-x64/native \
-#   BENCH_ARGS="--train-count 1000 --test-count 500 --predictions 200" CHECK_ARGS="--train-count 1000 --rows 64" \
+#   BENCH_ARGS="--train-count 1000 --test-count 500 --predictions 200 --fold-repeats 1 --fold-min-seconds 0" \
+#   CHECK_ARGS="--train-count 1000 --rows 64" \
 #   OUT=/tmp/device-out scripts/device-check.sh run
 set -uo pipefail
 

@@ -13,8 +13,9 @@ namespace MlNetBn.Examples.Benchmark;
 
 /// <summary>
 /// One benchmark run on one device. For each BN kind, in order: a few untimed warm-up steps, the raw TorchSharp loop,
-/// Fit through ML.NET (same seed: same initial weights and batches), batched Transform, PredictionEngine latency, and
-/// Evaluate on the training and test sets; each phase with its own peak memory.
+/// Fit through ML.NET (same seed: same initial weights and batches), batched Transform, PredictionEngine latency,
+/// Evaluate on the training and test sets, and prediction with BN folded against unfolded (<see cref="BnFolding"/>);
+/// each phase with its own peak memory.
 /// </summary>
 internal static class BenchmarkRun
 {
@@ -32,9 +33,11 @@ internal static class BenchmarkRun
     public static async Task<int> RunAsync(BenchmarkSettings settings, CancellationToken cancel)
     {
         var total = Stopwatch.StartNew();
-        string? loadStart = MachineFacts.LoadAverage();
+        var loadStart = LoadAverage.Read();
         string directory = await Data.EnsureFashionMnistAsync(settings.DataDir, cancel);
         var nativeInfo = TorchNative.EnsureLoaded();
+        if (settings.Threads is { } threads)
+            torch.set_num_threads(threads);
         var device = ResolveDevice(settings.Device);
         using var memory = MemoryMeter.Create(device.type == DeviceType.CUDA, device.index < 0 ? 0 : device.index);
         var machine = MachineFacts.Collect(device, nativeInfo.Description, memory.GpuName, loadStart);
@@ -56,7 +59,7 @@ internal static class BenchmarkRun
             results.Add(RunKind(settings, kind, mlContext, train, test, trainX, trainY, testX, testY, device, memory, cancel));
         }
 
-        var report = BuildReport(settings, machine with { LoadAverageEnd = MachineFacts.LoadAverage() }, dataFacts, results, memory, total.Elapsed.TotalSeconds);
+        var report = BuildReport(settings, machine with { LoadAverageEnd = LoadAverage.Read() }, dataFacts, results, memory, total.Elapsed.TotalSeconds);
         Directory.CreateDirectory(settings.OutDir);
         string name = $"benchmark-{(device.type == DeviceType.CUDA ? "cuda" : "cpu")}";
         string jsonPath = Path.Combine(settings.OutDir, name + ".json");
@@ -128,7 +131,6 @@ internal static class BenchmarkRun
 
         double rawTestAccuracy = RawTrainingLoop.Accuracy(rawNetwork, testX, testY, FashionMnist.FeatureCount, device);
         double stateDifference = MaxDifference(rawNetwork.GetBatchNormStates(), model.GetBatchNormStates());
-        rawNetwork.Dispose();
         var rawResult = new RawResult(TrainingTiming.From(rawEpochs), rawTestAccuracy, stateDifference);
 
         // 3. Batched Transform: rows/s through model.Transform and a cursor over Score.
@@ -155,11 +157,22 @@ internal static class BenchmarkRun
         }
         Console.WriteLine($"  Accuracy: train {accuracy.Train:F4}, test {accuracy.Test:F4} (raw loop's network: test {rawTestAccuracy:F4}; max |BN state difference| Fit vs raw {stateDifference:G3})");
 
+        // 6. BN folded into the conv/linear layers against the unfolded model, in alternating runs (none without BN).
+        // The network-only part times the raw loop's network: Fit's weights (same seed, same steps) outside ML.NET.
+        FoldResult? folding = null;
+        if (kind != BatchNormKind.None)
+        {
+            Collect();
+            using (memory.Start("bn folding"))
+                folding = BnFolding.Measure(mlContext, model, rawNetwork, test, testX, device, settings.FoldRepeats, settings.FoldMinSeconds);
+        }
+        rawNetwork.Dispose();
+
         double ratio = fit.Timing.SteadyExamplesPerSecond / rawResult.Timing.SteadyExamplesPerSecond;
         double bestRatio = fit.Timing.BestExamplesPerSecond / rawResult.Timing.BestExamplesPerSecond;
         double cpuRatio = rawResult.Timing.SteadyCpuSecondsPerEpoch / fit.Timing.SteadyCpuSecondsPerEpoch;
         Console.WriteLine($"  Fit ÷ raw: {ratio:F3} (medians), {bestRatio:F3} (fastest epochs), {cpuRatio:F3} (CPU time per epoch)");
-        return new KindResult(kind, fit, rawResult, ratio, bestRatio, cpuRatio, transform, latency, accuracy, memory.TakePhases());
+        return new KindResult(kind, fit, rawResult, ratio, bestRatio, cpuRatio, transform, latency, accuracy, folding, memory.TakePhases());
     }
 
     private static TransformResult MeasureTransform(LeNetBnTransformer model, IDataView data, int repeats)
@@ -167,32 +180,37 @@ internal static class BenchmarkRun
         int rows = 0;
         double Pass()
         {
-            var scored = model.Transform(data);
-            var score = scored.Schema["Score"];
             var clock = Stopwatch.StartNew();
-            using var cursor = scored.GetRowCursor([score]);
-            var getScore = cursor.GetGetter<VBuffer<float>>(score);
-            VBuffer<float> value = default;
-            int count = 0;
-            while (cursor.MoveNext())
-            {
-                getScore(ref value);
-                count++;
-            }
-            rows = count;
-            return count / clock.Elapsed.TotalSeconds;
+            rows = ReadScores(model, data);
+            return rows / clock.Elapsed.TotalSeconds;
         }
         Pass(); // warm-up
         var passes = Enumerable.Range(0, repeats).Select(_ => Pass()).ToList();
         return new TransformResult(rows, passes, Stats.Median(passes));
     }
 
+    /// <summary>Scores <paramref name="data"/> and reads only Score through a cursor (the cost of scoring, not of other columns); returns the rows read.</summary>
+    public static int ReadScores(ITransformer model, IDataView data)
+    {
+        var scored = model.Transform(data);
+        var score = scored.Schema["Score"];
+        using var cursor = scored.GetRowCursor([score]);
+        var getScore = cursor.GetGetter<VBuffer<float>>(score);
+        VBuffer<float> value = default;
+        int count = 0;
+        while (cursor.MoveNext())
+        {
+            getScore(ref value);
+            count++;
+        }
+        return count;
+    }
+
     private static LatencyResult MeasurePredictionEngine(MLContext mlContext, LeNetBnTransformer model, float[] testX, int count)
     {
         // OwnsTransformer = false: by default disposing the engine disposes the model too, and the model is used after.
         using var engine = mlContext.Model.CreatePredictionEngine<ImageInput, ScoreOutput>(model, new PredictionEngineOptions { OwnsTransformer = false });
-        int available = testX.Length / FashionMnist.FeatureCount;
-        var inputs = Enumerable.Range(0, Math.Min(available, 4096)).Select(i => new ImageInput { Features = Data.Row(testX, i) }).ToArray();
+        var inputs = Data.Inputs(testX, 4096);
         var output = new ScoreOutput();
         for (int i = 0; i < WarmUpPredictions; i++)
             engine.Predict(inputs[i % inputs.Length], ref output);
@@ -250,6 +268,9 @@ internal static class BenchmarkRun
             settings.BatchNorms,
             settings.Predictions,
             settings.TransformRepeats,
+            settings.FoldRepeats,
+            settings.FoldMinSeconds,
+            settings.Threads,
             WarmUpSteps,
             WarmUpPredictions,
         };

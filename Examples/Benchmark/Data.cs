@@ -49,6 +49,10 @@ internal static class Data
     /// <summary>Row <paramref name="index"/> of row-major features.</summary>
     public static float[] Row(float[] features, int index) =>
         features.AsSpan(index * FashionMnist.FeatureCount, FashionMnist.FeatureCount).ToArray();
+
+    /// <summary>The first <paramref name="max"/> rows of row-major features (or all, if fewer) as PredictionEngine inputs.</summary>
+    public static ImageInput[] Inputs(float[] features, int max) =>
+        Enumerable.Range(0, Math.Min(features.Length / FashionMnist.FeatureCount, max)).Select(i => new ImageInput { Features = Row(features, i) }).ToArray();
 }
 
 /// <summary>One image as the PredictionEngine reads it.</summary>

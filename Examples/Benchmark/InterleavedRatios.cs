@@ -21,7 +21,7 @@ internal static class InterleavedRatios
         var mlContext = new MLContext(seed: seed);
         var train = Data.Load(mlContext, FashionMnistSplit.Train, directory, trainCount);
         var (x, y) = Data.ReadAll(train);
-        Console.WriteLine($"Interleaved ratios on {device}, {y.Length:N0} images, {rounds} rounds (+1 warm-up) of one epoch per contender; load average {MachineFacts.LoadAverage()}.");
+        Console.WriteLine($"Interleaved ratios on {device}, {y.Length:N0} images, {rounds} rounds (+1 warm-up) of one epoch per contender; load average {LoadAverage.Read()}.");
         using var raw = new RawTrainingLoop(x, y, FashionMnist.FeatureCount, device);
         var kinds = new[] { BatchNormKind.BuiltIn, BatchNormKind.Scratch };
         var fitOverRaw = kinds.ToDictionary(k => k, _ => new List<double>());
@@ -69,7 +69,7 @@ internal static class InterleavedRatios
         foreach (var kind in kinds)
             Console.WriteLine($"Fit ÷ raw ({kind}): wall {List(fitOverRaw[kind])}; CPU time {List(fitOverRawCpu[kind])}");
         Console.WriteLine($"Scratch ÷ built-in (Fit): wall {List(scratchOverBuiltIn)}; CPU time {List(scratchOverBuiltInCpu)}");
-        Console.WriteLine($"Load average at the end: {MachineFacts.LoadAverage()}.");
+        Console.WriteLine($"Load average at the end: {LoadAverage.Read()}.");
         return 0;
     }
 }

@@ -1,18 +1,25 @@
+using System.Globalization;
 using System.Reflection;
 using System.Runtime.InteropServices;
 using TorchSharp;
 
 namespace MlNetBn.Examples.Benchmark;
 
-/// <summary>The machine and software a result was measured on.</summary>
+/// <summary>The machine and software a result was measured on, and the machine's load at the start and end of the run.</summary>
 internal sealed record MachineFacts(
     string DateUtc, string CpuModel, int LogicalCores, double? MemoryGiB, string Os, string DotNet, string TorchSharp,
     string LibTorchBuiltAgainst, string? LibTorchRuntime, string TorchNative, int TorchThreads, string Device, string? GpuName,
-    string? CudaVisibleDevices, string? OmpWaitPolicy, string? LoadAverageStart, string? LoadAverageEnd,
+    string? CudaVisibleDevices, string? OmpWaitPolicy, LoadAverage? LoadAverageStart, LoadAverage? LoadAverageEnd,
     string Benchmark)
 {
+    /// <summary>
+    /// The project's rule: benchmarks run alone, and a run whose 1-minute load average exceeded the core count
+    /// (<see cref="LogicalCores"/>) at the start or at the end is void. False where no load average could be read.
+    /// </summary>
+    public bool IsVoid => LoadAverageStart?.OneMinute > LogicalCores || LoadAverageEnd?.OneMinute > LogicalCores;
+
     /// <summary>Collects the facts; call after TorchNative.EnsureLoaded and after the device is chosen.</summary>
-    public static MachineFacts Collect(TorchSharp.torch.Device device, string torchNative, string? gpuName, string? loadAverageStart)
+    public static MachineFacts Collect(TorchSharp.torch.Device device, string torchNative, string? gpuName, LoadAverage? loadAverageStart)
     {
         // TF32 settings are not read here: libtorch's TF32 switches changed API after 2.9, and with a newer PyTorch
         // (MLNETBN_TORCH_LIB) a call into a moved symbol ends the process. PyTorch's defaults: cuDNN TF32 on, cuBLAS off.
@@ -36,18 +43,6 @@ internal sealed record MachineFacts(
             loadAverageStart,
             null,
             InformationalVersion(typeof(MachineFacts).Assembly));
-    }
-
-    /// <summary>The 1, 5 and 15 minute load averages (Linux), to put next to CPU numbers measured on a shared machine.</summary>
-    public static string? LoadAverage()
-    {
-        try
-        {
-            var fields = File.ReadAllText("/proc/loadavg").Split(' ');
-            return string.Join(" ", fields.Take(3));
-        }
-        catch (IOException) { return null; }
-        catch (UnauthorizedAccessException) { return null; }
     }
 
     private static string ReadCpuModel()
@@ -116,4 +111,25 @@ internal sealed record MachineFacts(
 
     private static string InformationalVersion(Assembly assembly) =>
         assembly.GetCustomAttribute<AssemblyInformationalVersionAttribute>()?.InformationalVersion ?? assembly.GetName().Version?.ToString() ?? "?";
+}
+
+/// <summary>The machine's load averages (runnable and waiting tasks) over 1, 5 and 15 minutes, from /proc/loadavg.</summary>
+internal sealed record LoadAverage(double OneMinute, double FiveMinutes, double FifteenMinutes)
+{
+    /// <summary>The load averages now; null where there is no /proc/loadavg (not Linux).</summary>
+    public static LoadAverage? Read()
+    {
+        try
+        {
+            var fields = File.ReadAllText("/proc/loadavg").Split(' ');
+            return new LoadAverage(Parse(fields[0]), Parse(fields[1]), Parse(fields[2]));
+        }
+        catch (IOException) { return null; }
+        catch (UnauthorizedAccessException) { return null; }
+    }
+
+    /// <summary>"1-minute 5-minute 15-minute", as /proc/loadavg shows them.</summary>
+    public override string ToString() => string.Create(CultureInfo.InvariantCulture, $"{OneMinute:F2} {FiveMinutes:F2} {FifteenMinutes:F2}");
+
+    private static double Parse(string field) => double.Parse(field, CultureInfo.InvariantCulture);
 }

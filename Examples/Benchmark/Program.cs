@@ -1,5 +1,5 @@
 // LeNet-BN benchmark on one device: Fit through ML.NET against a raw TorchSharp loop, Transform and PredictionEngine
-// throughput, accuracy, peak memory (JSON + markdown). Two more commands check that a model trained on one device
+// throughput, accuracy, peak memory, prediction with BN folded against unfolded (JSON + markdown). Two more commands check that a model trained on one device
 // loads and predicts the same on the CPU: export-model (train, save, record predictions) and verify-model.
 using System.CommandLine;
 using MlNetBn.Examples.Benchmark;
@@ -21,17 +21,20 @@ var batchNorms = new Option<BatchNormKind[]>("--batch-norm")
 };
 var predictions = new Option<int>("--predictions") { Description = "Timed single PredictionEngine predictions (after warm-up).", DefaultValueFactory = _ => 2000 };
 var transformRepeats = new Option<int>("--transform-repeats") { Description = "Timed passes of Transform over the test set (after one warm-up pass).", DefaultValueFactory = _ => 3 };
+var foldRepeats = new Option<int>("--fold-repeats") { Description = "BN folding: timed runs per operation of the unfolded and the folded model, alternating (medians reported).", DefaultValueFactory = _ => 5 };
+var foldMinSeconds = new Option<double>("--fold-min-seconds") { Description = "BN folding: each timed run repeats its operation for at least this long (0: once).", DefaultValueFactory = _ => 1.0 };
+var threads = new Option<int?>("--threads") { Description = "TorchSharp intra-op threads (default: libtorch's, one per core); with 1, BN folding's thread CPU time is the whole work." };
 
-var root = new RootCommand("Benchmark LeNet-BN on Fashion-MNIST on one device: ML.NET Fit vs a raw TorchSharp loop, Transform, PredictionEngine, accuracy, memory.")
+var root = new RootCommand("Benchmark LeNet-BN on Fashion-MNIST on one device: ML.NET Fit vs a raw TorchSharp loop, Transform, PredictionEngine, accuracy, memory, BN folding.")
 {
-    device, epochs, trainCount, testCount, seed, outDir, dataDir, batchNorms, predictions, transformRepeats,
+    device, epochs, trainCount, testCount, seed, outDir, dataDir, batchNorms, predictions, transformRepeats, foldRepeats, foldMinSeconds, threads,
 };
 root.SetAction(async (parse, cancel) =>
 {
     var settings = new BenchmarkSettings(
         parse.GetValue(device), parse.GetValue(epochs), parse.GetValue(trainCount), parse.GetValue(testCount), parse.GetValue(seed),
         Path.GetFullPath(parse.GetValue(outDir)!), parse.GetValue(dataDir), parse.GetValue(batchNorms)!, parse.GetValue(predictions),
-        parse.GetValue(transformRepeats));
+        parse.GetValue(transformRepeats), parse.GetValue(foldRepeats), parse.GetValue(foldMinSeconds), parse.GetValue(threads));
     settings.Validate();
     return await BenchmarkRun.RunAsync(settings, cancel);
 });

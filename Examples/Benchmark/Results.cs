@@ -6,7 +6,7 @@ namespace MlNetBn.Examples.Benchmark;
 /// <summary>What the command line asked for.</summary>
 internal sealed record BenchmarkSettings(
     DeviceKind Device, int Epochs, int? TrainCount, int? TestCount, int Seed, string OutDir, string? DataDir,
-    IReadOnlyList<BatchNormKind> BatchNorms, int Predictions, int TransformRepeats)
+    IReadOnlyList<BatchNormKind> BatchNorms, int Predictions, int TransformRepeats, int FoldRepeats, double FoldMinSeconds, int? Threads)
 {
     /// <summary>d2l's recipe, as the trainer's defaults have it; the benchmark measures exactly these.</summary>
     public int BatchSize => LeNetBnTrainer.Defaults.BatchSize;
@@ -25,6 +25,9 @@ internal sealed record BenchmarkSettings(
         Require(BatchNorms.Count > 0 && BatchNorms.Distinct().Count() == BatchNorms.Count, "--batch-norm", string.Join(",", BatchNorms), "one or more distinct kinds.");
         Require(Predictions >= 100, "--predictions", Predictions, "at least 100 (the p99 needs them).");
         Require(TransformRepeats >= 1, "--transform-repeats", TransformRepeats, "at least 1.");
+        Require(FoldRepeats >= 1, "--fold-repeats", FoldRepeats, "at least 1.");
+        Require(FoldMinSeconds >= 0, "--fold-min-seconds", FoldMinSeconds, "0 or more (0: one operation per run).");
+        Require(Threads is null or >= 1, "--threads", Threads, "at least 1.");
     }
 }
 
@@ -35,14 +38,39 @@ internal sealed record BenchmarkSettings(
 /// </summary>
 internal sealed record EpochTiming(int Epoch, double Seconds, double ExamplesPerSecond, double CpuSeconds);
 
-/// <summary>The process's CPU time so far, in seconds.</summary>
+/// <summary>CPU clocks, in seconds.</summary>
 internal static class CpuClock
 {
+    /// <summary>The process's CPU time so far (user + system, all threads).</summary>
     public static double Now()
     {
         using var process = System.Diagnostics.Process.GetCurrentProcess();
         return process.TotalProcessorTime.TotalSeconds;
     }
+
+    /// <summary>
+    /// The calling thread's CPU time so far (Linux: CLOCK_THREAD_CPUTIME_ID); NaN elsewhere. Waiting for a busy
+    /// machine's cores does not count; work on libtorch's other intra-op threads does not count either.
+    /// </summary>
+    public static double Thread()
+    {
+        if (!OperatingSystem.IsLinux())
+            return double.NaN;
+        if (clock_gettime(ThreadCpuTimeId, out var time) != 0)
+            throw new InvalidOperationException("clock_gettime(CLOCK_THREAD_CPUTIME_ID) failed.");
+        return time.Seconds + time.Nanoseconds * 1e-9;
+    }
+
+    private const int ThreadCpuTimeId = 3; // CLOCK_THREAD_CPUTIME_ID
+
+    private struct Timespec
+    {
+        public long Seconds;
+        public long Nanoseconds;
+    }
+
+    [System.Runtime.InteropServices.DllImport("libc", EntryPoint = "clock_gettime")]
+    private static extern int clock_gettime(int clockId, out Timespec time);
 }
 
 /// <summary>
@@ -99,10 +127,39 @@ internal sealed record PhaseMemory(string Phase, double? PeakRssMiB, double? Gpu
 /// <param name="Transform">Batched Transform throughput.</param>
 /// <param name="PredictionEngine">Single-prediction latency.</param>
 /// <param name="Accuracy">Train and test accuracy of Fit's model.</param>
+/// <param name="Folding">Prediction with BN folded against unfolded, same run; null without BN (BatchNormKind.None).</param>
 /// <param name="Memory">Peak memory per phase.</param>
 internal sealed record KindResult(
     BatchNormKind BatchNorm, FitResult Fit, RawResult Raw, double FitOverRaw, double FitOverRawBest, double FitOverRawCpu, TransformResult Transform, LatencyResult PredictionEngine,
-    AccuracyResult Accuracy, IReadOnlyList<PhaseMemory> Memory);
+    AccuracyResult Accuracy, FoldResult? Folding, IReadOnlyList<PhaseMemory> Memory);
+
+/// <summary>
+/// One prediction operation timed on the unfolded model and on its folded copy in the same run: medians over the
+/// alternating runs of the seconds per operation, by the wall clock and by the measuring thread's CPU clock (null
+/// where there is none), and the same-run ratios.
+/// </summary>
+/// <param name="Operation">What was timed, e.g. "network forward, batch 1".</param>
+/// <param name="RowsPerOperation">Images per operation (rows/s = this ÷ seconds per operation).</param>
+/// <param name="UnfoldedSeconds">Wall seconds per operation, unfolded model.</param>
+/// <param name="FoldedSeconds">Wall seconds per operation, folded model.</param>
+/// <param name="UnfoldedThreadCpuSeconds">The measuring thread's CPU seconds per operation, unfolded model.</param>
+/// <param name="FoldedThreadCpuSeconds">The measuring thread's CPU seconds per operation, folded model.</param>
+internal sealed record FoldMeasurement(string Operation, int RowsPerOperation, double UnfoldedSeconds, double FoldedSeconds,
+    double? UnfoldedThreadCpuSeconds, double? FoldedThreadCpuSeconds)
+{
+    /// <summary>Folded ÷ unfolded speed (operations per second; unfolded ÷ folded seconds): above 1, folding is faster.</summary>
+    public double FoldedOverUnfolded => UnfoldedSeconds / FoldedSeconds;
+
+    /// <summary>The same by the measuring thread's CPU time.</summary>
+    public double? FoldedOverUnfoldedThreadCpu => UnfoldedThreadCpuSeconds / FoldedThreadCpuSeconds;
+}
+
+/// <summary>BN folding for one kind.</summary>
+/// <param name="MaxScoreDifference">Largest |Score difference| of the folded model from the unfolded one over the test set.</param>
+/// <param name="Runs">Timed runs per operation and model (after one warm-up run of each).</param>
+/// <param name="MinSecondsPerRun">Each run repeats its operation for at least this long.</param>
+/// <param name="Measurements">Network forward (batch 1 and the Transform batch), batched Transform, PredictionEngine.Predict.</param>
+internal sealed record FoldResult(double MaxScoreDifference, int Runs, double MinSecondsPerRun, IReadOnlyList<FoldMeasurement> Measurements);
 
 /// <summary>The targets of the issue, and whether this run meets them.</summary>
 internal sealed record TargetCheck(string Target, double Required, double? Measured, bool? Met, string Note);

@@ -15,7 +15,7 @@ internal static class StepProfile
     public static int Run(Device device, int rounds, int stepsPerChunk, int batchSize, int seed)
     {
         TorchNative.EnsureLoaded();
-        Console.WriteLine($"Step profile on {device}, {torch.get_num_threads()} torch threads, batch {batchSize}, {rounds} rounds of {stepsPerChunk} steps per kind; load average {MachineFacts.LoadAverage()}.");
+        Console.WriteLine($"Step profile on {device}, {torch.get_num_threads()} torch threads, batch {batchSize}, {rounds} rounds of {stepsPerChunk} steps per kind; load average {LoadAverage.Read()}.");
         var generator = new Generator((ulong)seed);
         using var x = rand([batchSize * 8, 784], generator: generator).to(device);
         using var y = randint(0, 10, [batchSize * 8], generator: generator).to(device);
