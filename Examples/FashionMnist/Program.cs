@@ -18,6 +18,8 @@ var trainPerClass = new Option<int?>("--train-per-class") { Description = "Train
 var testPerClass = new Option<int?>("--test-per-class") { Description = "Evaluate on the first N test images of each class (default: all 1,000)." };
 var batchNorm = new Option<BatchNormKind>("--batch-norm") { Description = "Scratch (the seed), BuiltIn or None.", DefaultValueFactory = _ => BatchNormKind.Scratch };
 var schedule = new Option<LearningRateSchedule>("--schedule") { Description = "Learning-rate schedule: Constant (d2l), Cosine or StepDecay.", DefaultValueFactory = _ => LearningRateSchedule.Constant };
+var learningRate = new Option<double>("--learning-rate") { Description = "SGD learning rate (d2l: 1.0).", DefaultValueFactory = _ => LeNetBnTrainer.Defaults.LearningRate };
+var momentum = new Option<double>("--momentum") { Description = "SGD momentum (d2l: 0). The recommended recipe is --schedule Cosine --learning-rate 0.1 --momentum 0.9.", DefaultValueFactory = _ => 0 };
 var validationFraction = new Option<double>("--validation-fraction")
 {
     Description = "Hold out this fraction of the training images and report accuracy on them after every epoch (default 0: report test accuracy, as d2l does).",
@@ -38,7 +40,7 @@ show.Validators.Add(r => { if (r.GetValueOrDefault<int>() < 0) r.AddError("--sho
 
 var root = new RootCommand("Train LeNet with batch normalization on Fashion-MNIST through ML.NET and TorchSharp.")
 {
-    epochs, trainPerClass, testPerClass, batchNorm, schedule, validationFraction, restoreBest, seed, dataDir, modelPath, plotPath, show,
+    epochs, trainPerClass, testPerClass, batchNorm, schedule, learningRate, momentum, validationFraction, restoreBest, seed, dataDir, modelPath, plotPath, show,
 };
 root.Validators.Add(r =>
 {
@@ -76,6 +78,8 @@ root.SetAction(async (parse, cancel) =>
         Epochs = parse.GetValue(epochs),
         BatchNorm = parse.GetValue(batchNorm),
         LearningRateSchedule = learningRateSchedule,
+        LearningRate = parse.GetValue(learningRate),
+        SgdMomentum = parse.GetValue(momentum),
         ValidationSet = fraction > 0 ? null : test,
         ValidationFraction = fraction,
         RestoreBestEpoch = parse.GetValue(restoreBest),

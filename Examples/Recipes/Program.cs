@@ -1,4 +1,4 @@
-// Which options make LeNet-BN reliably reach 0.89 test accuracy on Fashion-MNIST? Each recipe is trained with
+// Which options make LeNet-BN reliably reach 0.90 test accuracy on Fashion-MNIST? Each recipe is trained with
 // several seeds on the full training split and evaluated on the test split; the table gives worst, median and best
 // test accuracy and the mean training time. Results are appended as JSON lines, one per run, so a long search can
 // be resumed and read while it runs.
@@ -19,13 +19,14 @@ var recipes = new Dictionary<string, Func<LeNetBnTrainer.Options>>
     // Cosine annealing: the last epochs take small steps, so the final weights do not jump around.
     ["cosine"] = () => new() { LearningRateSchedule = LearningRateSchedule.Cosine },
     ["cosine-55k-best"] = () => new() { LearningRateSchedule = LearningRateSchedule.Cosine, ValidationFraction = 5_000 / 60_000.0, RestoreBestEpoch = true },
-    // Candidates for a recipe whose worst seed reaches 0.90.
-    ["cosine-wd"] = () => new() { LearningRateSchedule = LearningRateSchedule.Cosine, WeightDecay = 1e-4 },
+    // The recommended recipe: cosine annealing from lr 0.1 with SGD momentum 0.9 (every seed of 1–5 reached 0.90).
     ["cosine-momentum"] = () => new() { LearningRateSchedule = LearningRateSchedule.Cosine, LearningRate = 0.1, SgdMomentum = 0.9 },
+    // Other candidates tried for that goal.
+    ["cosine-wd"] = () => new() { LearningRateSchedule = LearningRateSchedule.Cosine, WeightDecay = 1e-4 },
     ["cosine-15"] = () => new() { LearningRateSchedule = LearningRateSchedule.Cosine, Epochs = 15 },
 };
 
-var recipeOption = new Option<string[]>("--recipe") { Description = $"Recipes to run: {string.Join(", ", recipes.Keys)}.", DefaultValueFactory = _ => ["cosine"], AllowMultipleArgumentsPerToken = true };
+var recipeOption = new Option<string[]>("--recipe") { Description = $"Recipes to run: {string.Join(", ", recipes.Keys)}.", DefaultValueFactory = _ => ["cosine-momentum"], AllowMultipleArgumentsPerToken = true };
 var seedsOption = new Option<int[]>("--seeds") { Description = "Seeds.", DefaultValueFactory = _ => [1, 2, 3, 4, 5], AllowMultipleArgumentsPerToken = true };
 var outOption = new Option<string>("--out") { Description = "JSON-lines results file (appended).", DefaultValueFactory = _ => "recipes.jsonl" };
 var dataOption = new Option<string?>("--data-dir") { Description = "Fashion-MNIST folder (downloaded if missing)." };
