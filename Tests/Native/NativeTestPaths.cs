@@ -21,6 +21,15 @@ internal static class NativeTestPaths
     /// <summary>The NativeLoadProbe console app (a child process that loads TorchSharp through TorchNative).</summary>
     public static string NativeLoadProbe => Metadata("MlNetBn.Tests.NativeLoadProbe");
 
+    /// <summary>TorchSharp's runtimes/win-x64/native/LibTorchSharp.dll in the NuGet folder (the version Directory.Packages.props pins).</summary>
+    public static string WinX64LibTorchSharp => Metadata("MlNetBn.Tests.WinX64LibTorchSharp");
+
+    /// <summary>libtorch-cpu-win-x64's runtimes/win-x64/native folder in the NuGet folder (downloaded by the test project whatever TorchBackend is).</summary>
+    public static string LibTorchCpuWinX64NativeDirectory => Metadata("MlNetBn.Tests.LibTorchCpuWinX64NativeDirectory");
+
+    /// <summary>"TorchSharp x, libtorch-cpu-win-x64 y": the pinned versions those two paths belong to.</summary>
+    public static string WindowsNativeVersions => Metadata("MlNetBn.Tests.WindowsNativeVersions");
+
     private static string Metadata(string key)
     {
         string? value = typeof(NativeTestPaths).Assembly.GetCustomAttributes<AssemblyMetadataAttribute>()

@@ -1,6 +1,8 @@
 using System.Diagnostics;
+using System.Globalization;
 using System.Runtime.InteropServices;
 using System.Text;
+using System.Text.RegularExpressions;
 using TorchSharp;
 
 namespace MlNetBn;
@@ -31,6 +33,10 @@ public static class TorchNative
     public const string TorchLibEnvironmentVariable = "MLNETBN_TORCH_LIB";
 
     private const string ReadmeHint = "see the \"Linux compatibility\" section of the README (docs/LINUX.md)";
+
+    private const string WindowsHint = "See the \"Windows\" section of the package README (docs/PACKAGE.md)";
+
+    private static readonly Regex Win32ErrorPattern = new(@"\b0x8007([0-9A-Fa-f]{4})\b", RegexOptions.CultureInvariant);
 
     private static readonly object Gate = new();
     private static string? _torchLibDirectory;
@@ -250,14 +256,26 @@ public static class TorchNative
         catch (Exception ex)
         {
             Exception cause = ex is TypeInitializationException { InnerException: { } inner } ? inner : ex;
-            throw new TorchNativeLoadException(ExplainFailure(cause, directory, source), cause);
+            (string? probed, string? loaderError) = ProbeLibTorchSharp();
+            string message = ExplainFailure(cause.Message, probed, loaderError,
+                directory is null ? null : Path.GetFullPath(directory), source, OperatingSystem.IsWindows());
+            throw new TorchNativeLoadException(message, cause);
         }
     }
 
-    private static string ExplainFailure(Exception cause, string? directory, string source)
+    /// <summary>
+    /// The message for a failed start of TorchSharp. Pure (the caller asks the loader), so that every branch can be
+    /// tested on any operating system.
+    /// </summary>
+    /// <param name="torchSharpMessage">What TorchSharp's exception said.</param>
+    /// <param name="probed">The LibTorchSharp file that was loaded directly for the loader's own error, if one was found.</param>
+    /// <param name="loaderError">The loader's error for <paramref name="probed"/>; null when it loaded or none was found.</param>
+    /// <param name="directory">The full path of the PyTorch folder libtorch was preloaded from, if any.</param>
+    /// <param name="source">Where <paramref name="directory"/> came from.</param>
+    /// <param name="windows">Whether this is Windows, whose loader errors carry a Win32 error code.</param>
+    internal static string ExplainFailure(string torchSharpMessage, string? probed, string? loaderError, string? directory, string source, bool windows)
     {
         var message = new StringBuilder("TorchSharp could not load its native backend (libtorch and LibTorchSharp).");
-        (string? probed, string? loaderError) = ProbeLibTorchSharp();
         if (loaderError is not null && loaderError.Contains("GLIBCXX_", StringComparison.Ordinal))
         {
             message.Append(
@@ -275,21 +293,72 @@ public static class TorchNative
             message.Append($" Loading {probed} directly fails with: {loaderError}");
         }
 
+        // Without a file to probe (an unusual layout), TorchSharp's own message may still carry the loader's code.
+        string? windowsCauses = windows ? ExplainWindowsLoadError(Win32Error(loaderError ?? torchSharpMessage)) : null;
+        if (windowsCauses is not null)
+        {
+            message.Append(' ').Append(windowsCauses);
+        }
+
         if (directory is not null)
         {
             message.Append(
-                $" libtorch was preloaded from '{Path.GetFullPath(directory)}' ({source}); it must be the libtorch version" +
+                $" libtorch was preloaded from '{directory}' ({source}); it must be the libtorch version" +
                 " TorchSharp was built against (2.10 for TorchSharp 0.107).");
         }
-        else if (loaderError is null)
+        else if (loaderError is null && windowsCauses is null)
         {
             message.Append(
                 " Check that the application references the libtorch-cpu-* (or a TorchSharp-cuda-*) package for this platform," +
                 $" or set {TorchLibEnvironmentVariable} to an installed PyTorch's torch/lib folder.");
         }
 
-        message.Append(" TorchSharp said: ").Append(cause.Message);
+        message.Append(" TorchSharp said: ").Append(torchSharpMessage);
         return message.ToString();
+    }
+
+    /// <summary>
+    /// The Win32 error code in a Windows loader message as .NET words it
+    /// ("Unable to load DLL '…' or one of its dependencies: The specified module could not be found. (0x8007007E)"),
+    /// or null when there is none. The description is localized; the HRESULT is not.
+    /// </summary>
+    internal static int? Win32Error(string? loaderMessage)
+    {
+        Match match = loaderMessage is null ? Match.Empty : Win32ErrorPattern.Match(loaderMessage);
+        return match.Success ? int.Parse(match.Groups[1].Value, NumberStyles.HexNumber, CultureInfo.InvariantCulture) : null;
+    }
+
+    /// <summary>
+    /// The likely causes of a Windows loader failure of LibTorchSharp.dll or libtorch and what to do about each:
+    /// for 0x7E (ERROR_MOD_NOT_FOUND) and 0x7F (ERROR_PROC_NOT_FOUND); null for any other code.
+    /// </summary>
+    internal static string? ExplainWindowsLoadError(int? win32Error)
+    {
+        const string redistributable =
+            "install the latest Microsoft Visual C++ Redistributable for Visual Studio 2015-2022 (x64), https://aka.ms/vs/17/release/vc_redist.x64.exe";
+        const string clearCache =
+            "delete the libtorch-cpu-win-x64 and torchsharp folders (and any libtorch-cuda-* ones) under %USERPROFILE%\\.nuget\\packages " +
+            "and the application's bin and obj folders, then restore and build again";
+        return win32Error switch
+        {
+            0x7E =>
+                "Windows error 0x7E (module not found): LibTorchSharp.dll or a DLL it needs was not found. Likely causes: " +
+                "(1) the Microsoft Visual C++ Redistributable (x64) is not installed: libtorch's c10.dll and torch_cpu.dll need " +
+                $"MSVCP140.dll, VCRUNTIME140.dll and VCRUNTIME140_1.dll, which no NuGet package ships; {redistributable}. " +
+                "(2) A stale or partial NuGet package cache: a libtorch DLL (c10.dll, torch_cpu.dll, libiomp5md.dll) is missing " +
+                "from the application's output or truncated, after an interrupted restore or when not every part of a libtorch " +
+                $"package that comes in parts was restored; {clearCache}. {WindowsHint}.",
+            0x7F =>
+                "Windows error 0x7F (procedure not found): a DLL was found but lacks a function that LibTorchSharp.dll or libtorch " +
+                "imports. Likely causes: (1) TorchSharp issue #1567 (https://github.com/dotnet/TorchSharp/issues/1567) reports this " +
+                "for TorchSharp 0.107.0 with libtorch 2.10.0; MlNetBn's tests read the published packages and find every import of " +
+                "TorchSharp 0.107.0's win-x64 LibTorchSharp.dll exported by libtorch-cpu-win-x64 2.10.0, so check that the " +
+                "application gets exactly these two versions, and follow the issue if it does. (2) Mixed versions from a stale or " +
+                "partial NuGet package cache, or a c10.dll or torch_cpu.dll of another libtorch or PyTorch in the application's " +
+                $"folder: {clearCache}. (3) An old Visual C++ runtime (MSVCP140.dll, VCRUNTIME140.dll) on the machine or next to " +
+                $"the application: {redistributable}, and remove old copies of those DLLs from the application's folder. {WindowsHint}.",
+            _ => null,
+        };
     }
 
     /// <summary>
