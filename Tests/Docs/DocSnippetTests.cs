@@ -33,7 +33,8 @@ namespace MlNetBn.Tests.Docs;
 /// FileNotFoundException on a fresh machine) is caught by the manifest still missing afterwards.
 /// </para>
 /// <para>
-/// Time: about 5–10 s for both files on the shared 2-core machine, most of it Roslyn's first compilation.
+/// Time, measured on the shared 2-core machine: both files 1.5–2.5 s within the full suite; 4–15 s run alone (load
+/// average 3–9), then mostly Roslyn's first compilation and TorchSharp's first load. The other tests here: milliseconds.
 /// </para>
 /// </remarks>
 [TestClass]

@@ -9,9 +9,9 @@ namespace MlNetBn.Tests.Packaging;
 /// (build/LibTorchSharpProjectReference.targets; docs/PACKAGE.md).
 /// </summary>
 /// <remarks>
-/// Time: the consumer's build takes 15–30 s on the shared 2-core machine (the repository's projects are not built
-/// again, see below) and the run, the same program as the package test's, 4–9 s. In the "Packaging" category
-/// with the package tests.
+/// Time, measured on the shared 2-core machine: 22–45 s, of which the consumer's build 18–39 s (the repository's
+/// projects are not built again, see below) and the run, the same program as the package test's, 4–6 s. In the
+/// "Packaging" category with the package tests.
 /// </remarks>
 [TestClass]
 public sealed class ProjectReferenceTests
