@@ -1,12 +1,8 @@
 using System.Diagnostics;
-using System.Globalization;
 using System.IO.Compression;
 using System.Reflection.Metadata;
 using System.Reflection.PortableExecutable;
 using System.Xml.Linq;
-using MlNetBn.Build;
-using MlNetBn.Data;
-using MlNetBn.Tests.Native;
 
 namespace MlNetBn.Tests.Packaging;
 
@@ -193,17 +189,7 @@ public sealed class PackageTests
     {
         string app = Path.Combine(s_root, "consumer");
         string packages = Path.Combine(s_root, "packages");
-        Directory.CreateDirectory(app);
-        foreach (string file in Directory.GetFiles(PackagingTestEnvironment.ConsumerAppSources))
-        {
-            File.Copy(file, Path.Combine(app, Path.GetFileName(file)));
-        }
-
-        // Stop MSBuild's upward search for Directory.Build.* / Directory.Packages.props outside the app.
-        foreach (string stop in new[] { "Directory.Build.props", "Directory.Build.targets", "Directory.Packages.props" })
-        {
-            File.WriteAllText(Path.Combine(app, stop), "<Project />\n");
-        }
+        ConsumerAppChecks.CreateApp(app, File.ReadAllText(Path.Combine(PackagingTestEnvironment.ConsumerAppSources, "ConsumerApp.csproj")));
 
         // The local feed and nuget.org; MlNetBn may only come from the feed (source mapping), so a package of
         // that name on nuget.org can never stand in for the one just built.
@@ -240,49 +226,9 @@ public sealed class PackageTests
             $"{PackageId} {s_version} was not restored from the local feed into {packages}");
 
         string output = Path.Combine(app, "bin", "Release", "net10.0");
-        string model = Path.Combine(s_root, "model.zip");
         clock.Restart();
-        (int runExit, string runOutput) = PackagingTestEnvironment.RunDotnet(app, TimeSpan.FromMinutes(3),
-            "exec", Path.Combine(output, "ConsumerApp.dll"), TestData.FashionMnistSmallDirectory, model);
-        TimeSpan runTime = clock.Elapsed;
-        Assert.AreEqual(0, runExit, $"Consumer app failed:\n{runOutput}");
-        Console.WriteLine($"consumer build {buildTime.TotalSeconds:F1} s, run {runTime.TotalSeconds:F1} s\n{runOutput}");
-
-        Dictionary<string, string> values = runOutput.Split('\n', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries)
-            .Where(l => l.Contains('=')).ToDictionary(l => l[..l.IndexOf('=')], l => l[(l.IndexOf('=') + 1)..]);
-        Assert.AreEqual("40", values["train_rows"], "4 images of each of the 10 classes");
-        Assert.AreEqual("10", values["test_rows"]);
-        Assert.AreEqual("1", values["epochs_trained"]);
-        Assert.AreEqual(0f, float.Parse(values["max_score_difference_after_reload"], CultureInfo.InvariantCulture),
-            "the reloaded model must give the trained model's scores exactly");
-        Assert.IsLessThanOrEqualTo(1e-5f, float.Parse(values["max_score_difference_prediction_engine"], CultureInfo.InvariantCulture));
-        foreach (string sum in values["score_sums"].Split(','))
-        {
-            Assert.AreEqual(1.0, double.Parse(sum, CultureInfo.InvariantCulture), 1e-3, "scores are probabilities");
-        }
-
-        string[] predicted = values["predicted"].Split(',');
-        Assert.HasCount(10, predicted);
-        foreach (string name in predicted)
-        {
-            Assert.Contains(name, FashionMnist.ClassNames);
-        }
-
-        Assert.AreEqual(new FileInfo(model).Length.ToString(CultureInfo.InvariantCulture), values["model_bytes"]);
-
-        string glue = Path.Combine(output, "runtimes", "linux-x64", "native", "libLibTorchSharp.so");
-        Assert.IsTrue(File.Exists(glue), $"{glue} is missing");
-        byte[] image = File.ReadAllBytes(glue);
-        ElfVersionNeed libstdcxx = ElfVersionNeedPatcher.ReadVersionNeeds(image, glue).Single(n => n.File == ElfVersionNeedPatcher.LibStdCxxSoname);
-        Assert.IsFalse(libstdcxx.Versions.Any(v => v.Name == ElfVersionNeedPatcher.UnsupportedVersion),
-            $"{glue} still needs {ElfVersionNeedPatcher.UnsupportedVersion}: the package's buildTransitive targets did not patch it");
-        CollectionAssert.AreEqual(File.ReadAllBytes(NativeTestPaths.PatchedLibTorchSharp), image,
-            "the consumer's copy differs from the one this repository's build patched");
-        Assert.IsFalse(Directory.Exists(Path.Combine(output, "cpu")), "TorchSharp fell back to copying libtorch into cpu/");
-        if (OperatingSystem.IsLinux())
-        {
-            Assert.AreEqual(glue, values["loaded_libLibTorchSharp"], "the app loaded another libLibTorchSharp.so");
-        }
+        string runOutput = ConsumerAppChecks.RunAndCheck(app, output, Path.Combine(s_root, "model.zip"));
+        Console.WriteLine($"consumer build {buildTime.TotalSeconds:F1} s, run {clock.Elapsed.TotalSeconds:F1} s\n{runOutput}");
     }
 
     /// <summary>Entry names, without the OPC bookkeeping every package has (_rels/, package/, [Content_Types].xml).</summary>

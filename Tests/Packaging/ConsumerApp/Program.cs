@@ -1,5 +1,6 @@
 // Trains LeNet-BN for one epoch on a few Fashion-MNIST images, saves the model zip, loads it in a new MLContext
-// and predicts, printing key=value lines that Tests/Packaging/PackageConsumerTests checks.
+// and predicts, printing key=value lines that Tests/Packaging/ConsumerAppChecks checks (built through the package by
+// PackageTests, through project references by ProjectReferenceTests).
 // Usage: ConsumerApp <fashion-mnist directory> <model zip path>
 using System.Globalization;
 using Microsoft.ML;
