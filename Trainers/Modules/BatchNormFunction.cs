@@ -18,9 +18,9 @@ namespace MlNetBn.Modules;
 /// </code>
 /// <para>
 /// Training runs as one autograd node (<see cref="Training"/>): the forward records no graph, keeps X_hat and
-/// inv_std, and the backward is the closed form above, two reductions and a few elementwise passes. Letting autograd
-/// differentiate the forward's dozen small operations instead was what made the scratch layer slower than the
-/// built-in one. The equations are tested against that autograd version (<c>Tests/Modules/BatchNormBackwardTests.cs</c>).
+/// inv_std, and the backward is the closed form above, two reductions and a few elementwise passes. Autograd through
+/// the forward's dozen small operations was most of what the scratch layer cost beyond the built-in one
+/// (docs/BENCHMARKS.md). The equations are tested against that autograd version (<c>Tests/Modules/BatchNormBackwardTests.cs</c>).
 /// </para>
 /// <para>
 /// A rewrite of the forward as X·scale + shift from per-image moments was no faster in Fit on a 2-core CPU (median
@@ -90,7 +90,7 @@ internal static class BatchNormFunction
             // X is kept only for a double backward (see backward); saving it copies nothing.
             ctx.save_for_backward([X_hat, inv_std, gamma, X]);
             ctx.save_data(EpsilonKey, options.Epsilon);
-            // libtorch takes the saved tensors after this returns, so they must outlive the scope, as Y.
+            // TorchSharp hands the saved tensors to libtorch after this returns: they must outlive the scope, as Y.
             scope.MoveToOuter(X_hat, inv_std, Y);
             return Y;
         }
