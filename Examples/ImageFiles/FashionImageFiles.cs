@@ -42,11 +42,46 @@ public static class FashionImageFiles
         ArgumentNullException.ThrowIfNull(mlContext);
         ArgumentException.ThrowIfNullOrWhiteSpace(imageFolder);
         return mlContext.Transforms.LoadImages(ImageColumnName, imageFolder, ImagePathColumnName)
-            .Append(mlContext.Transforms.ResizeImages(ImageColumnName, FashionMnist.ImageColumns, FashionMnist.ImageRows))
+            .Append(CreateDecodedImagePipeline(mlContext, featureColumnName, invert));
+    }
+
+    /// <summary>
+    /// The part of <see cref="CreatePixelPipeline"/> after loading: from a column of decoded images
+    /// (<see cref="ImageColumnName"/>) to the features. Files and in-memory images (<see cref="ToFeatures"/>) both go
+    /// through it.
+    /// </summary>
+    private static IEstimator<ITransformer> CreateDecodedImagePipeline(MLContext mlContext, string featureColumnName, bool invert) =>
+        mlContext.Transforms.ResizeImages(ImageColumnName, FashionMnist.ImageColumns, FashionMnist.ImageRows)
             .Append(mlContext.Transforms.ConvertToGrayscale(ImageColumnName))
             .Append(mlContext.Transforms.ExtractPixels(featureColumnName, ImageColumnName,
                 colorsToExtract: ImagePixelExtractingEstimator.ColorBits.Red,
                 offsetImage: invert ? 255f : 0f, scaleImage: invert ? -1f / 255 : 1f / 255));
+
+    /// <summary>
+    /// One image held in memory (an upload, say) to LeNet-BN's features, as <see cref="CreatePixelPipeline"/> converts
+    /// a file: decoded by ML.NET's <see cref="MLImage"/> (SkiaSharp, the decoder LoadImages uses), then the same
+    /// resize, grayscale and pixel extraction. Check the bytes with <see cref="CheckDecodes(byte[])"/> first.
+    /// </summary>
+    /// <param name="mlContext">The ML.NET context.</param>
+    /// <param name="imageBytes">The encoded image (PNG, JPEG, …).</param>
+    /// <param name="invert">See <see cref="CreatePixelPipeline"/>.</param>
+    /// <returns>1×28×28 floats in [0, 1].</returns>
+    public static float[] ToFeatures(MLContext mlContext, byte[] imageBytes, bool invert = false)
+    {
+        ArgumentNullException.ThrowIfNull(mlContext);
+        ArgumentNullException.ThrowIfNull(imageBytes);
+        using var stream = new MemoryStream(imageBytes, writable: false);
+        using var image = MLImage.CreateFromStream(stream);
+        var row = mlContext.Data.LoadFromEnumerable(new[] { new DecodedImageRow { Image = image } });
+        var features = CreateDecodedImagePipeline(mlContext, FashionMnist.FeaturesColumnName, invert).Fit(row).Transform(row);
+        return features.GetColumn<float[]>(FashionMnist.FeaturesColumnName).Single();
+    }
+
+    /// <summary>A decoded image, the input of <see cref="CreateDecodedImagePipeline"/>.</summary>
+    private sealed class DecodedImageRow
+    {
+        [ImageType]
+        public MLImage? Image { get; set; }
     }
 
     /// <summary>
@@ -102,6 +137,21 @@ public static class FashionImageFiles
         if (info.Length == 0)
             return "the file is empty (0 bytes)";
         using var stream = File.OpenRead(path);
+        return CheckDecodes(stream);
+    }
+
+    /// <summary>The same check as <see cref="CheckDecodes(string)"/> for an image held in memory (an upload).</summary>
+    public static string? CheckDecodes(byte[] imageBytes)
+    {
+        ArgumentNullException.ThrowIfNull(imageBytes);
+        if (imageBytes.Length == 0)
+            return "the image is empty (0 bytes)";
+        using var stream = new MemoryStream(imageBytes, writable: false);
+        return CheckDecodes(stream);
+    }
+
+    private static string? CheckDecodes(Stream stream)
+    {
         using var codec = SKCodec.Create(stream);
         if (codec is null)
             return "it is not an image in a format the decoder reads (PNG, JPEG, BMP, GIF, WebP, ICO, WBMP)";
