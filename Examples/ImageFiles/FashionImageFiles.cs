@@ -42,26 +42,23 @@ public static class FashionImageFiles
         ArgumentNullException.ThrowIfNull(mlContext);
         ArgumentException.ThrowIfNullOrWhiteSpace(imageFolder);
         return mlContext.Transforms.LoadImages(ImageColumnName, imageFolder, ImagePathColumnName)
-            .Append(CreateDecodedImagePipeline(mlContext, featureColumnName, invert));
-    }
-
-    /// <summary>
-    /// The part of <see cref="CreatePixelPipeline"/> after loading: from a column of decoded images
-    /// (<see cref="ImageColumnName"/>) to the features. Files and in-memory images (<see cref="ToFeatures"/>) both go
-    /// through it.
-    /// </summary>
-    private static IEstimator<ITransformer> CreateDecodedImagePipeline(MLContext mlContext, string featureColumnName, bool invert) =>
-        mlContext.Transforms.ResizeImages(ImageColumnName, FashionMnist.ImageColumns, FashionMnist.ImageRows)
+            .Append(mlContext.Transforms.ResizeImages(ImageColumnName, FashionMnist.ImageColumns, FashionMnist.ImageRows))
             .Append(mlContext.Transforms.ConvertToGrayscale(ImageColumnName))
             .Append(mlContext.Transforms.ExtractPixels(featureColumnName, ImageColumnName,
                 colorsToExtract: ImagePixelExtractingEstimator.ColorBits.Red,
                 offsetImage: invert ? 255f : 0f, scaleImage: invert ? -1f / 255 : 1f / 255));
+    }
 
     /// <summary>
-    /// One image held in memory (an upload, say) to LeNet-BN's features, as <see cref="CreatePixelPipeline"/> converts
-    /// a file: decoded by ML.NET's <see cref="MLImage"/> (SkiaSharp, the decoder LoadImages uses), then the same
-    /// resize, grayscale and pixel extraction. Check the bytes with <see cref="CheckDecodes(byte[])"/> first.
+    /// One image held in memory (an upload, say) to LeNet-BN's features, exactly as <see cref="CreatePixelPipeline"/>
+    /// converts a file: the bytes are written to a temporary file, which that pipeline reads, and deleted. Check
+    /// the bytes with <see cref="CheckDecodes(byte[])"/> first.
     /// </summary>
+    /// <remarks>
+    /// Through a file rather than an in-memory image column: ML.NET's data views take an <see cref="MLImage"/>
+    /// column only of one fixed, registered size, and going through LoadImages keeps files and uploads on one
+    /// code path.
+    /// </remarks>
     /// <param name="mlContext">The ML.NET context.</param>
     /// <param name="imageBytes">The encoded image (PNG, JPEG, …).</param>
     /// <param name="invert">See <see cref="CreatePixelPipeline"/>.</param>
@@ -70,18 +67,18 @@ public static class FashionImageFiles
     {
         ArgumentNullException.ThrowIfNull(mlContext);
         ArgumentNullException.ThrowIfNull(imageBytes);
-        using var stream = new MemoryStream(imageBytes, writable: false);
-        using var image = MLImage.CreateFromStream(stream);
-        var row = mlContext.Data.LoadFromEnumerable(new[] { new DecodedImageRow { Image = image } });
-        var features = CreateDecodedImagePipeline(mlContext, FashionMnist.FeaturesColumnName, invert).Fit(row).Transform(row);
-        return features.GetColumn<float[]>(FashionMnist.FeaturesColumnName).Single();
-    }
-
-    /// <summary>A decoded image, the input of <see cref="CreateDecodedImagePipeline"/>.</summary>
-    private sealed class DecodedImageRow
-    {
-        [ImageType]
-        public MLImage? Image { get; set; }
+        string path = Path.Combine(Path.GetTempPath(), $"mlnetbn-image-{Guid.NewGuid():N}");
+        try
+        {
+            File.WriteAllBytes(path, imageBytes);
+            var paths = mlContext.Data.LoadFromEnumerable(new[] { new ImagePathRow { ImagePath = Path.GetFileName(path) } });
+            var features = CreatePixelPipeline(mlContext, Path.GetDirectoryName(path)!, invert: invert).Fit(paths).Transform(paths);
+            return features.GetColumn<float[]>(FashionMnist.FeaturesColumnName).Single();
+        }
+        finally
+        {
+            File.Delete(path);
+        }
     }
 
     /// <summary>

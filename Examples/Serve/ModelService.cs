@@ -113,7 +113,7 @@ public sealed class ModelService : IHealthCheck, IDisposable
         return new PredictResponse(label, scored.Score, _classes);
     }
 
-    /// <summary>Converts an image exactly as Examples/ImageFiles converts a file, then scores it.</summary>
+    /// <summary>Converts an uploaded image to features exactly as Examples/ImageFiles converts a file (same code).</summary>
     public float[] ImageToFeatures(byte[] imageBytes, bool invert) =>
         FashionImageFiles.ToFeatures(new MLContext(), imageBytes, invert);
 

@@ -11,8 +11,13 @@ namespace MlNetBn.Examples.Serve;
 /// Serves a LeNet-BN model zip over HTTP:
 /// <c>dotnet run --project Examples/Serve -c Release -- --model lenet-bn.zip --urls http://127.0.0.1:5080</c>.
 /// </summary>
-public static class Program
+/// <remarks>Not static: WebApplicationFactory&lt;Program&gt; in the tests names it.</remarks>
+public sealed class Program
 {
+    private Program()
+    {
+    }
+
     private static readonly JsonSerializerOptions RequestJson = new(JsonSerializerDefaults.Web) { Converters = { new FiniteSingleConverter() } };
 
     /// <summary>Starts the service; exits with 1 and a message on standard error when the model cannot be loaded.</summary>
