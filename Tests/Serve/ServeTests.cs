@@ -25,6 +25,7 @@ namespace MlNetBn.Tests.Serve;
 public sealed class ServeTests
 {
     private const string ProblemJson = "application/problem+json";
+    private const string ColourJpeg = "large-colour.jpg";
 
     private static string s_folder = "";
     private static string s_modelPath = "";
@@ -47,6 +48,7 @@ public sealed class ServeTests
 
         var test = FashionMnist.Read(FashionMnistSplit.Test, TestData.FashionMnistSmallDirectory);
         s_pngs = FashionImageFiles.WritePngs(test, test.SelectIndices(countPerClass: 1), FashionMnist.ClassNames, s_folder);
+        WriteColourJpeg(Path.Combine(s_folder, ColourJpeg));
         s_features = ml.Data.CreateEnumerable<FeatureRow>(ml.Data.LoadIdx(test, FashionMnist.ClassNames, countPerClass: 1), reuseRowObject: false)
             .Select(r => r.Features).ToList();
 
@@ -115,26 +117,27 @@ public sealed class ServeTests
             IReadOnlyList<ImageFilePrediction> files;
             try
             {
-                files = FashionImageFiles.Classify(ml, model, s_folder, s_pngs, invert).Predictions;
+                files = FashionImageFiles.Classify(ml, model, s_folder, s_pngs.Append(ColourJpeg), invert).Predictions;
             }
             finally
             {
                 (model as IDisposable)?.Dispose();
             }
-            Assert.HasCount(s_pngs.Count, files);
+            Assert.HasCount(s_pngs.Count + 1, files);
             foreach (var file in files)
             {
                 var expected = await PredictAsync(file.Features);
                 byte[] bytes = await File.ReadAllBytesAsync(Path.Combine(s_folder, file.ImagePath));
                 string query = invert ? "?invert=true" : "";
 
+                string type = file.ImagePath.EndsWith(".jpg", StringComparison.Ordinal) ? "image/jpeg" : "image/png";
                 using var raw = new ByteArrayContent(bytes);
-                raw.Headers.ContentType = new MediaTypeHeaderValue("image/png");
+                raw.Headers.ContentType = new MediaTypeHeaderValue(type);
                 var fromRaw = await ReadPredictionAsync(await s_client.PostAsync("/predict/image" + query, raw));
 
                 using var form = new MultipartFormDataContent();
                 var part = new ByteArrayContent(bytes);
-                part.Headers.ContentType = new MediaTypeHeaderValue("image/png");
+                part.Headers.ContentType = new MediaTypeHeaderValue(type);
                 form.Add(part, "file", file.ImagePath);
                 var fromForm = await ReadPredictionAsync(await s_client.PostAsync("/predict/image" + query, form));
 
@@ -236,6 +239,23 @@ public sealed class ServeTests
             ? $"Serve: cannot start: The model file {path} does not exist."
             : $"Serve: cannot start: The model file {path} could not be loaded (";
         Assert.StartsWith(expected, stderr.Trim(), stderr);
+    }
+
+    /// <summary>640×480 in colour, a bright ellipse on a dark background: resized, cropped and made gray on the way.</summary>
+    private static void WriteColourJpeg(string path)
+    {
+        var bgra = new byte[640 * 480 * 4];
+        for (int y = 0; y < 480; y++)
+        {
+            for (int x = 0; x < 640; x++)
+            {
+                bool inside = Math.Pow((x - 320) / 200.0, 2) + Math.Pow((y - 240) / 180.0, 2) < 1;
+                int i = 4 * (y * 640 + x);
+                (bgra[i], bgra[i + 1], bgra[i + 2], bgra[i + 3]) = inside ? ((byte)40, (byte)200, (byte)230, (byte)255) : ((byte)10, (byte)20, (byte)5, (byte)255);
+            }
+        }
+        using var image = Microsoft.ML.Data.MLImage.CreateFromPixels(640, 480, Microsoft.ML.Data.MLPixelFormat.Bgra32, bgra);
+        image.Save(path);
     }
 
     private static async Task<PredictResponse> PredictAsync(float[] features)
