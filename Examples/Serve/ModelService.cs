@@ -18,6 +18,12 @@ public sealed class ModelOptions
 
     /// <summary>The largest request body taken, in bytes (1 MiB by default).</summary>
     public int MaxRequestBytes { get; set; } = 1 << 20;
+
+    /// <summary>
+    /// How many idle PredictionEngines the pool keeps (0, the default: 4 per core, at least 16). More requests than
+    /// this at once still each get an engine; the extra ones are disposed when returned.
+    /// </summary>
+    public int EnginePoolSize { get; set; }
 }
 
 /// <summary>The model could not be loaded: the message says which file and why.</summary>
@@ -77,7 +83,8 @@ public sealed class ModelService : IHealthCheck, IDisposable
             (_model as IDisposable)?.Dispose();
             throw new ModelLoadException($"The model file {path} cannot predict from a {shape.Size}-float '{lenet.FeatureColumnName}' column alone ({e.Message}).", e);
         }
-        var provider = new DefaultObjectPoolProvider { MaximumRetained = Math.Max(4, Environment.ProcessorCount * 2) };
+        int retained = options.Value.EnginePoolSize > 0 ? options.Value.EnginePoolSize : Math.Max(16, 4 * Environment.ProcessorCount);
+        var provider = new DefaultObjectPoolProvider { MaximumRetained = retained };
         _engines = provider.Create(new EnginePolicy(_mlContext, _model, engineOptions));
         ModelPath = path;
     }
