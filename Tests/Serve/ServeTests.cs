@@ -108,6 +108,28 @@ public sealed class ServeTests
     }
 
     [TestMethod]
+    public async Task Predict_ConcurrentRequests_EachGetTheSingleThreadedProbabilities()
+    {
+        var ml = new MLContext();
+        var model = ml.Model.Load(s_modelPath, out _);
+        float[][] expected;
+        using (var engine = ml.Model.CreatePredictionEngine<FeatureRow, ScoreRow>(model))
+            expected = s_features.Select(f => engine.Predict(new FeatureRow { Features = f }).Score).ToArray();
+
+        // 8 clients × 5 rounds over the 10 images at once: pooled engines, no lock around the model.
+        var results = await Task.WhenAll(Enumerable.Range(0, 8).Select(client => Task.Run(async () =>
+        {
+            int mismatches = 0;
+            for (int round = 0; round < 5; round++)
+                for (int i = 0; i < s_features.Count; i++)
+                    if (!(await PredictAsync(s_features[(i + client) % s_features.Count])).Probabilities.SequenceEqual(expected[(i + client) % s_features.Count]))
+                        mismatches++;
+            return mismatches;
+        })));
+        Assert.AreEqual(0, results.Sum());
+    }
+
+    [TestMethod]
     public async Task PredictImage_RawAndMultipart_EqualPredictOfTheFeaturesImageFilesComputes()
     {
         foreach (bool invert in new[] { false, true })
