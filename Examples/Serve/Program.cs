@@ -1,9 +1,8 @@
-using MlNetBn.Examples.ImageFiles;
 using System.Text.Json;
-using Microsoft.AspNetCore.Diagnostics.HealthChecks;
 using Microsoft.AspNetCore.Http.HttpResults;
 using Microsoft.Extensions.Options;
 using Microsoft.Net.Http.Headers;
+using MlNetBn.Examples.ImageFiles;
 
 namespace MlNetBn.Examples.Serve;
 
@@ -102,8 +101,11 @@ public sealed class Program
     }
 
     private static async Task<Results<Ok<PredictResponse>, ProblemHttpResult>> PredictImageAsync(
-        HttpRequest request, ModelService model, IOptions<ModelOptions> options, bool? invert, CancellationToken cancellationToken)
+        HttpRequest request, ModelService model, IOptions<ModelOptions> options, string? invert, CancellationToken cancellationToken)
     {
+        bool inverted = false;
+        if (invert is not null && !bool.TryParse(invert, out inverted))
+            return Problem(StatusCodes.Status400BadRequest, "Invalid query", $"invert must be true or false, not '{invert}'.");
         int limit = options.Value.MaxRequestBytes;
         byte[] image;
         if (request.HasFormContentType)
@@ -142,7 +144,7 @@ public sealed class Program
 
         if (FashionImageFiles.CheckDecodes(image) is { } reason)
             return Problem(StatusCodes.Status400BadRequest, "Not a readable image", $"The upload cannot be read: {reason}.");
-        return Predict(model, model.ImageToFeatures(image, invert ?? false));
+        return Predict(model, model.ImageToFeatures(image, inverted));
     }
 
     private static Results<Ok<PredictResponse>, ProblemHttpResult> Predict(ModelService model, float[] features)

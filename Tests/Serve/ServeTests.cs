@@ -231,6 +231,9 @@ public sealed class ServeTests
         using (var empty = new MultipartFormDataContent { { new StringContent("x"), "note" } })
             await AssertProblemAsync(await s_client.PostAsync("/predict/image", empty), HttpStatusCode.BadRequest, "Expected one file",
                 "Send exactly one image file in the form; this one has 0.");
+        using (var raw = new ByteArrayContent(png) { Headers = { ContentType = new MediaTypeHeaderValue("image/png") } })
+            await AssertProblemAsync(await s_client.PostAsync("/predict/image?invert=yes", raw), HttpStatusCode.BadRequest, "Invalid query",
+                "invert must be true or false, not 'yes'.");
         using (var json = new StringContent("{}", Encoding.UTF8, "application/json"))
             await AssertProblemAsync(await s_client.PostAsync("/predict/image", json), HttpStatusCode.UnsupportedMediaType, "Unsupported content type",
                 "Send the image as a multipart/form-data file or as the body with an image content type (image/png, image/jpeg), not 'application/json; charset=utf-8'.");
