@@ -50,6 +50,38 @@ public static class FashionImageFiles
     }
 
     /// <summary>
+    /// One image held in memory (an upload, say) to LeNet-BN's features, exactly as <see cref="CreatePixelPipeline"/>
+    /// converts a file: the bytes are written to a temporary file, which that pipeline reads, and deleted. Check
+    /// the bytes with <see cref="CheckDecodes(byte[])"/> first.
+    /// </summary>
+    /// <remarks>
+    /// Through a file rather than an in-memory image column: ML.NET's data views take an <see cref="MLImage"/>
+    /// column only of one fixed, registered size, and going through LoadImages keeps files and uploads on one
+    /// code path.
+    /// </remarks>
+    /// <param name="mlContext">The ML.NET context.</param>
+    /// <param name="imageBytes">The encoded image (PNG, JPEG, …).</param>
+    /// <param name="invert">See <see cref="CreatePixelPipeline"/>.</param>
+    /// <returns>1×28×28 floats in [0, 1].</returns>
+    public static float[] ToFeatures(MLContext mlContext, byte[] imageBytes, bool invert = false)
+    {
+        ArgumentNullException.ThrowIfNull(mlContext);
+        ArgumentNullException.ThrowIfNull(imageBytes);
+        string path = Path.Combine(Path.GetTempPath(), $"mlnetbn-image-{Guid.NewGuid():N}");
+        try
+        {
+            File.WriteAllBytes(path, imageBytes);
+            var paths = mlContext.Data.LoadFromEnumerable(new[] { new ImagePathRow { ImagePath = Path.GetFileName(path) } });
+            var features = CreatePixelPipeline(mlContext, Path.GetDirectoryName(path)!, invert: invert).Fit(paths).Transform(paths);
+            return features.GetColumn<float[]>(FashionMnist.FeaturesColumnName).Single();
+        }
+        finally
+        {
+            File.Delete(path);
+        }
+    }
+
+    /// <summary>
     /// Classifies the image files <paramref name="fileNames"/> of <paramref name="imageFolder"/> with
     /// <paramref name="model"/> (a LeNet-BN model, alone or in a chain). Each file is decoded on its own first: one
     /// that cannot be (not an image, truncated, empty, a format the decoder lacks) is reported with the reason and
@@ -102,6 +134,21 @@ public static class FashionImageFiles
         if (info.Length == 0)
             return "the file is empty (0 bytes)";
         using var stream = File.OpenRead(path);
+        return CheckDecodes(stream);
+    }
+
+    /// <summary>The same check as <see cref="CheckDecodes(string)"/> for an image held in memory (an upload).</summary>
+    public static string? CheckDecodes(byte[] imageBytes)
+    {
+        ArgumentNullException.ThrowIfNull(imageBytes);
+        if (imageBytes.Length == 0)
+            return "the image is empty (0 bytes)";
+        using var stream = new MemoryStream(imageBytes, writable: false);
+        return CheckDecodes(stream);
+    }
+
+    private static string? CheckDecodes(Stream stream)
+    {
         using var codec = SKCodec.Create(stream);
         if (codec is null)
             return "it is not an image in a format the decoder reads (PNG, JPEG, BMP, GIF, WebP, ICO, WBMP)";
