@@ -152,17 +152,13 @@ public static class FashionImageFiles
         using var codec = SKCodec.Create(stream);
         if (codec is null)
             return "it is not an image in a format the decoder reads (PNG, JPEG, BMP, GIF, WebP, ICO, WBMP)";
-        var pixels = new SKBitmap(codec.Info.Width, codec.Info.Height);
-        using (pixels)
+        using var pixels = new SKBitmap(codec.Info.Width, codec.Info.Height);
+        return codec.GetPixels(pixels.Info, pixels.GetPixels()) switch
         {
-            var decoded = codec.GetPixels(pixels.Info, pixels.GetPixels());
-            return decoded switch
-            {
-                SKCodecResult.Success => null,
-                SKCodecResult.IncompleteInput => $"the {codec.EncodedFormat} data end early: the file is truncated",
-                _ => $"the {codec.EncodedFormat} data cannot be decoded: {decoded}",
-            };
-        }
+            SKCodecResult.Success => null,
+            SKCodecResult.IncompleteInput => $"the {codec.EncodedFormat} data end early: the file is truncated",
+            var decoded => $"the {codec.EncodedFormat} data cannot be decoded: {decoded}",
+        };
     }
 
     /// <summary>

@@ -43,7 +43,12 @@ public sealed class ImageFolderTests
         var pixels = s_test.Images.GetImage(s_test.SelectIndices(countPerClass: 1)[0]).ToArray();
         FashionImageFiles.WritePng(pixels.Select(p => (byte)(255 - p)).ToArray(), 28, 28, Path.Combine(s_folder, Negative));
 
-        // 640×480 in colour, with a bright ellipse on a dark background.
+        WriteColourJpeg(Path.Combine(s_folder, LargeJpeg));
+    }
+
+    /// <summary>A 640×480 colour JPEG: a bright ellipse on a dark background (also used by Tests/Serve).</summary>
+    internal static void WriteColourJpeg(string path)
+    {
         var bgra = new byte[640 * 480 * 4];
         for (int y = 0; y < 480; y++)
             for (int x = 0; x < 640; x++)
@@ -53,7 +58,7 @@ public sealed class ImageFolderTests
                 (bgra[i], bgra[i + 1], bgra[i + 2], bgra[i + 3]) = inside ? ((byte)40, (byte)200, (byte)230, (byte)255) : ((byte)10, (byte)20, (byte)5, (byte)255);
             }
         using var image = MLImage.CreateFromPixels(640, 480, MLPixelFormat.Bgra32, bgra);
-        image.Save(Path.Combine(s_folder, LargeJpeg));
+        image.Save(path);
     }
 
     [ClassCleanup]

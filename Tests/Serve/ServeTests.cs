@@ -48,7 +48,7 @@ public sealed class ServeTests
 
         var test = FashionMnist.Read(FashionMnistSplit.Test, TestData.FashionMnistSmallDirectory);
         s_pngs = FashionImageFiles.WritePngs(test, test.SelectIndices(countPerClass: 1), FashionMnist.ClassNames, s_folder);
-        WriteColourJpeg(Path.Combine(s_folder, ColourJpeg));
+        ImageFiles.ImageFolderTests.WriteColourJpeg(Path.Combine(s_folder, ColourJpeg));
         s_features = ml.Data.CreateEnumerable<FeatureRow>(ml.Data.LoadIdx(test, FashionMnist.ClassNames, countPerClass: 1), reuseRowObject: false)
             .Select(r => r.Features).ToList();
 
@@ -267,22 +267,6 @@ public sealed class ServeTests
     }
 
     /// <summary>640×480 in colour, a bright ellipse on a dark background: resized, cropped and made gray on the way.</summary>
-    private static void WriteColourJpeg(string path)
-    {
-        var bgra = new byte[640 * 480 * 4];
-        for (int y = 0; y < 480; y++)
-        {
-            for (int x = 0; x < 640; x++)
-            {
-                bool inside = Math.Pow((x - 320) / 200.0, 2) + Math.Pow((y - 240) / 180.0, 2) < 1;
-                int i = 4 * (y * 640 + x);
-                (bgra[i], bgra[i + 1], bgra[i + 2], bgra[i + 3]) = inside ? ((byte)40, (byte)200, (byte)230, (byte)255) : ((byte)10, (byte)20, (byte)5, (byte)255);
-            }
-        }
-        using var image = Microsoft.ML.Data.MLImage.CreateFromPixels(640, 480, Microsoft.ML.Data.MLPixelFormat.Bgra32, bgra);
-        image.Save(path);
-    }
-
     private static async Task<PredictResponse> PredictAsync(float[] features)
     {
         using var response = await s_client.PostAsJsonAsync("/predict", new { features });
