@@ -126,6 +126,23 @@ public sealed class LeNetBnTransformer : ITransformer, IDisposable
         return new LeNetBnTransformer(_host, folded, FeatureColumnName, _keyValues, PredictionBatchSize, TrainingHistory);
     }
 
+    /// <summary>Copies the weights and BN statistics into <paramref name="target"/>, a network of the same architecture on any device.</summary>
+    internal void CopyWeightsTo(LeNetBnNetwork target)
+    {
+        using var use = UseNetwork();
+        using var scope = NewDisposeScope();
+        using (no_grad())
+            target.load_state_dict(_network.state_dict());
+    }
+
+    /// <summary>Writes the weights as the model file stores them (for fingerprints).</summary>
+    internal void WriteWeights(Stream stream)
+    {
+        using var use = UseNetwork();
+        using var writer = new BinaryWriter(stream, System.Text.Encoding.UTF8, leaveOpen: true);
+        ModelWeights.Write(writer, _network);
+    }
+
     /// <summary>The output schema: the input's columns plus <c>Score</c> and <c>PredictedLabel</c>.</summary>
     public DataViewSchema GetOutputSchema(DataViewSchema inputSchema)
     {

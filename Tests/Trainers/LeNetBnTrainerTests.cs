@@ -388,7 +388,7 @@ public sealed class LeNetBnTrainerTests
         Assert.AreEqual("BatchSize", Assert.Throws<ArgumentOutOfRangeException>(() => trainers.LeNetBn(batchSize: 1)).ParamName);
         Assert.AreEqual("LearningRate", Assert.Throws<ArgumentOutOfRangeException>(() => trainers.LeNetBn(learningRate: -0.1)).ParamName);
         Assert.AreEqual("LearningRate", Assert.Throws<ArgumentOutOfRangeException>(() => trainers.LeNetBn(learningRate: double.NaN)).ParamName);
-        Assert.AreEqual("RestoreBestEpoch", Assert.Throws<ArgumentOutOfRangeException>(() => trainers.LeNetBn(new LeNetBnTrainer.Options { RestoreBestEpoch = true })).ParamName);
+        Assert.AreEqual("RestoreBestEpoch", Assert.Throws<ArgumentOutOfRangeException>(() => trainers.LeNetBn(new LeNetBnTrainer.Options { RestoreBestEpoch = true }).Fit(TrainerTestData.Train(s_mlContext, 5))).ParamName);
         Assert.AreEqual("ValidationFraction", Assert.Throws<ArgumentOutOfRangeException>(() => trainers.LeNetBn(new LeNetBnTrainer.Options { ValidationFraction = 1 })).ParamName);
         // Without BN a batch of one is fine.
         trainers.LeNetBn(batchSize: 1, batchNorm: BatchNormKind.None);

@@ -160,6 +160,14 @@ internal sealed class TrainingSet : IDisposable
         return (Subset(rows[validationCount..]), Subset(rows[..validationCount]));
     }
 
+    /// <summary>Adds every row read, features and labels, to a fingerprint of the data (checkpoints compare them).</summary>
+    public void AppendTo(System.Security.Cryptography.IncrementalHash hash)
+    {
+        hash.AppendData(BitConverter.GetBytes(Features.shape[0]));
+        hash.AppendData(Features.bytes);
+        hash.AppendData(MemoryMarshal.AsBytes(Labels.AsSpan()));
+    }
+
     /// <summary>Disposes the features tensor (a split's sets share it and leave it to the set they came from).</summary>
     public void Dispose()
     {

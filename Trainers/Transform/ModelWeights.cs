@@ -26,14 +26,17 @@ internal static class ModelWeights
     internal const int HashBytes = 32; // SHA-256
 
     /// <summary>Writes the length prefix, TorchSharp's state-dict bytes (from host copies) and their SHA-256.</summary>
-    public static void Write(BinaryWriter writer, LeNetBnNetwork network)
+    public static void Write(BinaryWriter writer, LeNetBnNetwork network) => Write(writer, network.state_dict());
+
+    /// <summary>Writes a state dict (a network's, or a snapshot of one) as <see cref="Write(BinaryWriter, LeNetBnNetwork)"/> does.</summary>
+    public static void Write(BinaryWriter writer, Dictionary<string, Tensor> state)
     {
         // Into memory first: the length prefix lets Read detect truncation before TorchSharp parses anything, and
         // TorchSharp's save(Stream) would close ML.NET's zip entry. The scope disposes the host copies.
         using var buffer = new MemoryStream();
         using (NewDisposeScope())
         using (var bytesWriter = new BinaryWriter(buffer, System.Text.Encoding.UTF8, leaveOpen: true))
-            nn.Module.save_state_dict(bytesWriter, HostStateDict(network));
+            nn.Module.save_state_dict(bytesWriter, HostCopies(state));
         if (buffer.Length > MaxBytes)
             throw new InvalidOperationException(
                 $"The network's weights take {buffer.Length:N0} bytes, more than the {MaxBytes:N0} a LeNet-BN model file may hold.");
@@ -44,27 +47,29 @@ internal static class ModelWeights
     }
 
     /// <summary>
-    /// The network's parameters and buffers as CPU tensors, in state-dict order: what <see cref="Write"/> stores.
+    /// The network's parameters and buffers as CPU tensors, in state-dict order: what <see cref="Write(BinaryWriter, LeNetBnNetwork)"/> stores.
     /// TorchSharp's state-dict format holds names, element types, shapes and little-endian values — no device — so
     /// bytes written from host copies load into a network on any device, whichever device trained the model.
     /// TorchSharp would copy a CUDA tensor to the host when saving anyway; doing it here keeps that promise ours.
     /// The tensors belong to the caller's dispose scope.
     /// </summary>
-    internal static Dictionary<string, Tensor> HostStateDict(LeNetBnNetwork network)
+    internal static Dictionary<string, Tensor> HostStateDict(LeNetBnNetwork network) => HostCopies(network.state_dict());
+
+    private static Dictionary<string, Tensor> HostCopies(Dictionary<string, Tensor> state)
     {
         var host = new Dictionary<string, Tensor>();
         using (no_grad())
         {
             // cpu() is a copy on CUDA and a new handle to the same storage on the CPU; either way the caller's scope
             // disposes only the handle, never the network's own tensors. detach(): no autograd history is kept.
-            foreach (var (name, value) in network.state_dict())
+            foreach (var (name, value) in state)
                 host[name] = value.detach().cpu();
         }
         return host;
     }
 
     /// <summary>
-    /// Reads what <see cref="Write"/> wrote into <paramref name="network"/>, strictly (every name and shape must
+    /// Reads what <see cref="Write(BinaryWriter, LeNetBnNetwork)"/> wrote into <paramref name="network"/>, strictly (every name and shape must
     /// match), and checks that every value is finite and the stream holds nothing more.
     /// </summary>
     /// <param name="reader">The weights stream.</param>
