@@ -380,7 +380,7 @@ public sealed class LeNetBnTrainer : IEstimator<LeNetBnTransformer>
         CheckpointPlan? checkpoints = null;
         if (folder is not null)
         {
-            checkpoints = PlanCheckpoints(folder, all, validationSet, initialModel, input.Schema, labelKeyValues, channel);
+            checkpoints = PlanCheckpoints(folder, all, validationSet, initialModel, input.Schema, labelKeyValues, classCount, channel);
             if (checkpoints.Resume is null)
                 channel.Info(MessageSensitivity.None, $"Writing checkpoints to '{folder.Directory}'" + (o.ResumeFromCheckpoint ? " (none to resume from yet)." : "."));
         }
@@ -458,7 +458,7 @@ public sealed class LeNetBnTrainer : IEstimator<LeNetBnTransformer>
 
     /// <summary>The checkpoint plan of this Fit, with the checkpoint to resume from when asked for and present.</summary>
     private CheckpointPlan PlanCheckpoints(CheckpointFolder folder, TrainingSet all, TrainingSet? validationSet, LeNetBnTransformer? initialModel,
-        DataViewSchema inputSchema, LabelKeyValues? keyValues, IChannel channel)
+        DataViewSchema inputSchema, LabelKeyValues? keyValues, int classCount, IChannel channel)
     {
         var o = _options;
         using var hash = System.Security.Cryptography.IncrementalHash.CreateHash(System.Security.Cryptography.HashAlgorithmName.SHA256);
@@ -481,7 +481,7 @@ public sealed class LeNetBnTrainer : IEstimator<LeNetBnTransformer>
             Folder = folder,
             EveryEpochs = o.CheckpointEveryEpochs,
             Keep = o.CheckpointsToKeep,
-            Options = o.TrainingSettings(),
+            Options = o.TrainingSettings() + $"\nClasses={classCount}",
             DataFingerprint = hash.GetHashAndReset(),
             TrainingRows = all.Count,
             ValidationRows = validationSet?.Count ?? 0,

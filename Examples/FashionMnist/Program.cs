@@ -26,6 +26,13 @@ var validationFraction = new Option<double>("--validation-fraction")
     DefaultValueFactory = _ => 0,
 };
 var restoreBest = new Option<bool>("--restore-best") { Description = "Keep the epoch with the best validation accuracy (needs --validation-fraction)." };
+var earlyStoppingPatience = new Option<int?>("--early-stopping-patience")
+{
+    Description = "Stop once validation loss has not improved for N epochs and keep the best epoch (needs --validation-fraction).",
+};
+var checkpointDir = new Option<string?>("--checkpoint-dir") { Description = "Write a checkpoint (a loadable model zip plus the training state) after every epoch into this folder." };
+var resume = new Option<bool>("--resume") { Description = "Continue the run whose checkpoints are in --checkpoint-dir (after a crash or Ctrl+C)." };
+var fineTune = new Option<string?>("--fine-tune") { Description = "Start from the weights of this model zip (saved by this example, or a checkpoint) instead of a fresh network." };
 var seed = new Option<int>("--seed") { Description = "Seed for initialization and shuffling.", DefaultValueFactory = _ => 1 };
 var dataDir = new Option<string?>("--data-dir") { Description = $"Where Fashion-MNIST is cached (default: ${FashionMnist.DataDirectoryEnvironmentVariable} or {FashionMnist.DefaultDirectory})." };
 var modelPath = new Option<string>("--model") { Description = "Where to save the model zip.", DefaultValueFactory = _ => "lenet-bn-fashion-mnist.zip" };
@@ -37,16 +44,22 @@ trainPerClass.Validators.Add(r => { if (r.GetValueOrDefault<int?>() is < 1) r.Ad
 testPerClass.Validators.Add(r => { if (r.GetValueOrDefault<int?>() is < 1) r.AddError("--test-per-class must be at least 1."); });
 validationFraction.Validators.Add(r => { if (r.GetValueOrDefault<double>() is < 0 or >= 1) r.AddError("--validation-fraction must be in [0, 1)."); });
 show.Validators.Add(r => { if (r.GetValueOrDefault<int>() < 0) r.AddError("--show must not be negative."); });
+earlyStoppingPatience.Validators.Add(r => { if (r.GetValueOrDefault<int?>() is < 1) r.AddError("--early-stopping-patience must be at least 1."); });
 
 var root = new RootCommand("Train LeNet with batch normalization on Fashion-MNIST through ML.NET and TorchSharp.")
 {
-    epochs, trainPerClass, testPerClass, batchNorm, schedule, learningRate, momentum, validationFraction, restoreBest, seed, dataDir, modelPath, plotPath, show,
+    epochs, trainPerClass, testPerClass, batchNorm, schedule, learningRate, momentum, validationFraction, restoreBest, earlyStoppingPatience,
+    checkpointDir, resume, fineTune, seed, dataDir, modelPath, plotPath, show,
 };
 root.Validators.Add(r =>
 {
     // Picking the epoch by test accuracy would make the reported test accuracy optimistic.
     if (r.GetValue(restoreBest) && r.GetValue(validationFraction) == 0)
         r.AddError("--restore-best needs --validation-fraction: the best epoch must be chosen on held-out training images, not on the test set.");
+    if (r.GetValue(earlyStoppingPatience) is not null && r.GetValue(validationFraction) == 0)
+        r.AddError("--early-stopping-patience needs --validation-fraction: when to stop must be decided on held-out training images, not on the test set.");
+    if (r.GetValue(resume) && r.GetValue(checkpointDir) is null)
+        r.AddError("--resume needs --checkpoint-dir, the folder of the run to continue.");
 });
 root.SetAction(async (parse, cancel) =>
 {
@@ -83,23 +96,28 @@ root.SetAction(async (parse, cancel) =>
         ValidationSet = fraction > 0 ? null : test,
         ValidationFraction = fraction,
         RestoreBestEpoch = parse.GetValue(restoreBest),
+        EarlyStopping = parse.GetValue(earlyStoppingPatience) is { } patience ? new EarlyStoppingOptions { Patience = patience } : null,
+        CheckpointDirectory = parse.GetValue(checkpointDir),
+        ResumeFromCheckpoint = parse.GetValue(resume),
         Seed = parse.GetValue(seed),
         EpochEnded = display.EpochEnded,
         CancellationToken = cancel,
     };
-    var pipeline = mlContext.MulticlassClassification.Trainers.LeNetBn(options)
-        .Append(mlContext.Transforms.Conversion.MapKeyToValue("PredictedClass", "PredictedLabel"));
+    var trainer = mlContext.MulticlassClassification.Trainers.LeNetBn(options);
+    using var initial = parse.GetValue(fineTune) is { } fineTunePath ? LoadLeNetBn(mlContext, fineTunePath) : null;
 
-    output.WriteLine($"Training on {train.GetRowCount():N0} images, testing on {test.GetRowCount():N0}.");
+    output.WriteLine($"{(initial is null ? "Training" : "Fine-tuning")} on {train.GetRowCount():N0} images, testing on {test.GetRowCount():N0}.");
     var clock = Stopwatch.StartNew();
-    using var chain = display.Run(() => pipeline.Fit(train));
+    var lenet = display.Run(() => initial is null ? trainer.Fit(train) : trainer.Fit(train, initial));
     output.WriteLine($"Trained in {clock.Elapsed.TotalSeconds:F1} s.");
+    using var chain = new TransformerChain<ITransformer>(lenet,
+        mlContext.Transforms.Conversion.MapKeyToValue("PredictedClass", "PredictedLabel").Fit(lenet.Transform(train)));
 
     string plot = Path.GetFullPath(parse.GetValue(plotPath)!);
-    TrainingCurves.SavePng(display.History, heldOutLabel, $"LeNet-BN ({options.BatchNorm} BN) on Fashion-MNIST", plot);
+    // The model's history: with --resume it also holds the epochs trained before the restart.
+    TrainingCurves.SavePng(lenet.TrainingHistory, heldOutLabel, $"LeNet-BN ({options.BatchNorm} BN) on Fashion-MNIST", plot);
     output.WriteLine($"Training curves: {plot}");
 
-    var lenet = (LeNetBnTransformer)chain.First();
     var classNames = lenet.ClassNames ?? FashionMnist.ClassNames;
     var metrics = mlContext.MulticlassClassification.Evaluate(chain.Transform(test));
     console.Write(ResultTables.Metrics(metrics, test.GetRowCount() ?? 0));
@@ -129,6 +147,15 @@ root.SetAction(async (parse, cancel) =>
     return 0;
 });
 return await root.Parse(args).InvokeAsync();
+
+// The LeNet-BN transformer of a model zip: this example's (LeNet-BN, then MapKeyToValue) or a checkpoint (LeNet-BN alone).
+static LeNetBnTransformer LoadLeNetBn(MLContext mlContext, string path)
+{
+    var model = mlContext.Model.Load(path, out _);
+    return model as LeNetBnTransformer
+        ?? (model as IEnumerable<ITransformer>)?.OfType<LeNetBnTransformer>().FirstOrDefault()
+        ?? throw new InvalidDataException($"'{path}' holds no LeNet-BN model to fine-tune (it holds a {model.GetType().Name}).");
+}
 
 /// <summary>A test image as the prediction engine reads it.</summary>
 internal sealed class FashionImage

@@ -221,6 +221,7 @@ internal sealed class LeNetBnTrainingLoop
     private void WriteCheckpoint(CheckpointPlan plan, LeNetBnNetwork network, TorchSharp.Modules.SGD optimizer, long[] order, int seed,
         List<LeNetBnEpochMetrics> history, BestEpoch? best, RunState run)
     {
+        var clock = Stopwatch.StartNew();
         using var optimizerBytes = new MemoryStream();
         using (var writer = new BinaryWriter(optimizerBytes, System.Text.Encoding.UTF8, leaveOpen: true))
             optimizer.save_state_dict(writer);
@@ -242,7 +243,7 @@ internal sealed class LeNetBnTrainingLoop
             History = history,
         };
         string path = plan.Folder.Write(state, stream => plan.SaveModel(network, stream), plan.Keep, plan.StageReached);
-        _channel.Info(MessageSensitivity.None, $"Checkpoint: {path}");
+        _channel.Info(MessageSensitivity.None, $"Checkpoint after epoch {state.EpochsDone}: {path} ({new FileInfo(path).Length / 1024.0:N0} KiB, {clock.Elapsed.TotalMilliseconds:N0} ms).");
     }
 
     /// <summary>Mean loss and accuracy over the given rows in eval mode, in large no-grad batches.</summary>
