@@ -195,10 +195,9 @@ internal sealed class LeNetBnTrainingLoop
         var state = resume.State;
         using (var model = resume.Model)
             model.CopyWeightsTo(network);
+        // TorchSharp puts each momentum buffer on its parameter's device.
         using (var reader = new BinaryReader(new MemoryStream(state.OptimizerState, writable: false)))
             optimizer.load_state_dict(reader);
-        foreach (var parameterState in optimizer.state_dict().State)
-            parameterState.to(_device);
         for (int epoch = 0; epoch < state.EpochsDone; epoch++)
             shuffle.Shuffle(order);
         if (!TrainingState.HashOrder(order).AsSpan().SequenceEqual(state.OrderHash))
