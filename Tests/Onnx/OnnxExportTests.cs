@@ -69,7 +69,7 @@ public sealed class OnnxExportTests
         var (expectedScores, expectedLabels) = Read(model.Transform(data), "Score", "PredictedLabel");
         // A network that gave every image the same scores would prove little: some class's probability must vary.
         double spread = ScoreSpread(expectedScores, architecture.NumClasses, rows - 3);
-        Assert.IsGreaterThan(0.3, spread, $"{name}: largest range of a class's probability over the images");
+        Assert.IsGreaterThan(0.5, spread, $"{name}: largest range of a class's probability over the images");
 
         byte[] onnx = Export(model, data);
         var graph = OnnxGraph.Read(onnx);
@@ -216,9 +216,9 @@ public sealed class OnnxExportTests
             // 0, as a trained network's do: W' = f·W, b' = f·(b − mean logit).
             var logits = network.forward(x);
             var mean = logits.mean([0]);
-            // At most ×30: the plain sigmoid LeNet's logits vary so little that a larger factor would blow its float
-            // rounding up past the tolerance (the same network gives the same scores in a different operation order).
-            double f = Math.Min(30, 2 / (logits - mean).std().item<float>());
+            // At most ×10: a larger factor would blow up the float rounding of the logits along with their spread
+            // (ONNX Runtime and libtorch add the same products in different orders).
+            double f = Math.Min(10, 2 / (logits - mean).std().item<float>());
             var parameters = network.named_parameters().ToDictionary(p => p.name, p => p.parameter);
             parameters["layers.fc3.weight"].mul_(f);
             parameters["layers.fc3.bias"].sub_(mean).mul_(f);
