@@ -89,6 +89,27 @@ public sealed class OnnxExportTests
         TestContext.WriteLine($"{name}: {rows - 3} images, probability range {spread:F2}; max |ΔScore| ONNX Runtime {ortDifference:G3}, ApplyOnnxModel {mlDifference:G3}");
     }
 
+    /// <summary>ML.NET's lowest opset, 9, holds every operator the graph uses (ML.NET's default is 12).</summary>
+    [TestMethod]
+    public void ConvertToOnnx_AtOpset9_ScoresAsTheTransformer()
+    {
+        var architecture = new LeNetBnArchitecture { BatchNorm = BatchNormKind.BuiltIn };
+        using var model = Model(architecture, fold: false);
+        var (features, rows) = Images(architecture.Input);
+        var data = FeatureView(features, architecture.Input.Size);
+        var (expectedScores, expectedLabels) = Read(model.Transform(data), "Score", "PredictedLabel");
+        byte[] onnx;
+        using (var stream = new MemoryStream())
+        {
+            s_mlContext.Model.ConvertToOnnx(model, data, opSetVersion: 9, stream);
+            onnx = stream.ToArray();
+        }
+        AssertHoldsTheNetwork(OnnxGraph.Read(onnx), architecture);
+        var (scores, labels) = RunOnnxRuntime(onnx, ("Features", features, [rows, architecture.Input.Size]));
+        AssertScoresEqual(expectedScores, scores, "opset 9");
+        AssertLabelsEqual(expectedScores, expectedLabels, labels, "opset 9");
+    }
+
     /// <summary>
     /// The chain the issue names, trained on real images: MapValueToKey → LeNetBn → MapKeyToValue exports whole, and
     /// ONNX Runtime gives the class values ML.NET gives.

@@ -24,7 +24,7 @@ namespace MlNetBn.Transform;
 /// Batch normalization is written as BatchNormalization nodes, not folded here: the file then holds the model as
 /// trained, with every layer's γ, β, moving mean and moving variance readable in it, and the one eval-mode formula
 /// both BN kinds use, <c>(x − mean)/√(var + ε)·γ + β</c>, is ONNX's own. ONNX Runtime fuses Conv + BatchNormalization
-/// itself when it loads the graph, so the nodes cost nothing at run time. A folded model
+/// itself when it loads the graph, so the two after a convolution cost nothing at run time. A folded model
 /// (<see cref="LeNetBnArchitecture.BatchNormFolded"/>) has no BN layers: its folded weights are exported as they are.
 /// The moving variance goes in unchanged whatever it estimates (biased, d2l; unbiased, PyTorch): eval mode divides by
 /// √(moving variance + ε) for both, and so does ONNX. ε is each layer's own.
