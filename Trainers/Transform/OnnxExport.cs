@@ -78,12 +78,13 @@ internal static class OnnxExport
         var current = new Activation(writer.Node("Reshape", [features, shapeInitializer], Image(shape.Channels, shape.Height, shape.Width), "Images"),
             shape.Channels, shape.Height, shape.Width);
 
+        // The CPU copies of the weights, and any zero bias made up, are freed once their values are in the graph.
         using (var scope = NewDisposeScope())
         {
             foreach (var (name, module) in network.Layers.named_children())
                 current = WriteLayer(writer, name, module, current);
         }
-        if (current.Height != 0)
+        if (current.IsImage)
             throw new NotSupportedException($"Cannot export LeNet-BN to ONNX: the network ends in a {current.Channels}×{current.Height}×{current.Width} image, not in class logits.");
 
         // Score: softmax of the logits, NaN for a non-finite row (NaN + logit), the logits unchanged otherwise (+ 0).
