@@ -180,6 +180,13 @@ public sealed class LeNetBnTransformer : ITransformer, IDisposable
         probabilities.data<float>().CopyTo(scores[..(rows * ClassCount)]);
     }
 
+    /// <summary>Adds the network to an ONNX graph being built by <c>ConvertToOnnx</c> (see Transform/OnnxExport.cs).</summary>
+    internal void SaveAsOnnx(Microsoft.ML.Model.OnnxConverter.OnnxContext ctx, DataViewSchema outputSchema)
+    {
+        using var use = UseNetwork();
+        OnnxExport.Save(ctx, _network, FeatureColumnName, outputSchema);
+    }
+
     /// <summary>
     /// Releases the network's native memory, after the forward passes in flight on other threads finish. Safe to
     /// call more than once; any later use of the transformer throws <see cref="ObjectDisposedException"/>.

@@ -59,7 +59,7 @@ internal static class BnFolding
     }
 
     /// <summary>Seconds per operation by the wall clock and by the measuring thread's CPU clock (NaN where there is none).</summary>
-    private readonly record struct Timing(double Wall, double ThreadCpu);
+    internal readonly record struct Timing(double Wall, double ThreadCpu);
 
     /// <summary>One warm-up run of each, then runs alternating in both orders; the median of each clock.</summary>
     private static FoldMeasurement Compare(string operation, int rows, int runs, Func<Timing> unfolded, Func<Timing> folded)
@@ -81,7 +81,7 @@ internal static class BnFolding
     }
 
     /// <summary>Seconds per call of <paramref name="once"/>, repeated for at least <paramref name="minSeconds"/> of wall time (and at least once).</summary>
-    private static Timing PerOperation(Action once, double minSeconds)
+    internal static Timing PerOperation(Action once, double minSeconds)
     {
         double cpuStart = CpuClock.Thread();
         var clock = Stopwatch.StartNew();

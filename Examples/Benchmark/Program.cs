@@ -1,6 +1,7 @@
 // LeNet-BN benchmark on one device: Fit through ML.NET against a raw TorchSharp loop, Transform and PredictionEngine
 // throughput, accuracy, peak memory, prediction with BN folded against unfolded (JSON + markdown). Two more commands check that a model trained on one device
-// loads and predicts the same on the CPU: export-model (train, save, record predictions) and verify-model.
+// loads and predicts the same on the CPU: export-model (train, save, record predictions) and verify-model. `onnx` times
+// the same model exported to ONNX in ONNX Runtime against Transform and PredictionEngine.
 using System.CommandLine;
 using MlNetBn.Examples.Benchmark;
 using MlNetBn.Modules;
@@ -87,7 +88,22 @@ var ratios = new Command("ratios", "Fit ÷ raw loop and scratch ÷ built-in BN f
 ratios.SetAction((parse, cancel) => InterleavedRatios.RunAsync(parse.GetValue(device), parse.GetValue(ratioRounds), parse.GetValue(ratioTrain),
     parse.GetValue(seed), parse.GetValue(dataDir), cancel));
 
+// onnx: the same model through ONNX Runtime against Transform and PredictionEngine, interleaved rounds.
+var onnxRounds = new Option<int>("--rounds") { Description = "Rounds after a warm-up; the four contenders take turns in each.", DefaultValueFactory = _ => 7 };
+var onnxMinSeconds = new Option<double>("--min-seconds") { Description = "Each timed run repeats its operation for at least this long.", DefaultValueFactory = _ => 1.0 };
+var onnxTrain = new Option<int?>("--train-count") { Description = "Train the model on this many images, balanced over the classes.", DefaultValueFactory = _ => 10_000 };
+var onnxEpochs = new Option<int>("--epochs") { Description = "Training epochs (the model's accuracy does not change the speeds).", DefaultValueFactory = _ => 1 };
+var onnxBatchNorm = new Option<BatchNormKind>("--batch-norm") { Description = "BN kind of the model.", DefaultValueFactory = _ => BatchNormKind.Scratch };
+var onnx = new Command("onnx", "ONNX Runtime (CPU) against Transform and PredictionEngine: batched rows/s and single-image latency, same model, same run.")
+{
+    onnxRounds, onnxMinSeconds, onnxTrain, testCount, onnxEpochs, onnxBatchNorm, seed, dataDir, outDir,
+};
+onnx.SetAction((parse, cancel) => OnnxSpeed.RunAsync(parse.GetValue(onnxRounds), parse.GetValue(onnxMinSeconds), parse.GetValue(onnxTrain),
+    parse.GetValue(testCount), parse.GetValue(onnxEpochs), parse.GetValue(onnxBatchNorm), parse.GetValue(seed), parse.GetValue(dataDir),
+    Path.GetFullPath(parse.GetValue(outDir)!), cancel));
+
 root.Subcommands.Add(ratios);
+root.Subcommands.Add(onnx);
 root.Subcommands.Add(steps);
 root.Subcommands.Add(export);
 root.Subcommands.Add(verify);

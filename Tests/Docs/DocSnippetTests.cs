@@ -17,7 +17,8 @@ namespace MlNetBn.Tests.Docs;
 /// whole programs run. A block is compiled as the Program.cs of a new console project would be: top-level
 /// statements, nullable enabled, the SDK's implicit global usings (what <c>dotnet new console</c> gives; every other
 /// using is the snippet's own), against the framework and what referencing MlNetBn brings (MlNetBn.Trainers,
-/// MlNetBn.Extensions and their packages: Microsoft.ML, TorchSharp...). Warnings fail too.
+/// MlNetBn.Extensions and their packages: Microsoft.ML, TorchSharp...), plus Microsoft.ML.OnnxConverter and
+/// Microsoft.ML.OnnxRuntime, which README's ONNX section has the reader add. Warnings fail too.
 /// </summary>
 /// <remarks>
 /// <para>
@@ -314,7 +315,8 @@ public sealed class DocSnippetTests
         using JsonDocument deps = JsonDocument.Parse(File.ReadAllText(depsFile));
         Dictionary<string, JsonElement> libraries = deps.RootElement.GetProperty("targets").EnumerateObject().First().Value
             .EnumerateObject().ToDictionary(l => l.Name[..l.Name.IndexOf('/')], l => l.Value, StringComparer.OrdinalIgnoreCase);
-        var pending = new Queue<string>(["MlNetBn.Extensions", "MlNetBn.Trainers"]);
+        // MlNetBn, and the two ONNX packages README's "Export to ONNX" tells the reader to add.
+        var pending = new Queue<string>(["MlNetBn.Extensions", "MlNetBn.Trainers", "Microsoft.ML.OnnxConverter", "Microsoft.ML.OnnxRuntime"]);
         var seen = new HashSet<string>(StringComparer.OrdinalIgnoreCase);
         while (pending.TryDequeue(out string? name))
         {

@@ -1,5 +1,6 @@
 using Microsoft.ML;
 using Microsoft.ML.Data;
+using Microsoft.ML.Model.OnnxConverter;
 
 namespace MlNetBn.Transform;
 
@@ -11,8 +12,13 @@ namespace MlNetBn.Transform;
 /// One pass over the input: a cursor reads a batch of rows ahead, keeping a copy of each row's requested input
 /// columns, scores the batch, then serves the rows from those copies. So sources that can be enumerated only once,
 /// or that return their rows in another order each time, still give every row its own score.
+/// <para>
+/// It is an <c>ITransformCanSaveOnnx</c> because that is how <c>mlContext.Model.ConvertToOnnx</c> finds the
+/// transforms of a chain: it transforms the data, then walks the resulting view back through each view's
+/// <c>Source</c> while the views can save themselves as ONNX (Transform/OnnxExport.cs writes the graph).
+/// </para>
 /// </remarks>
-internal sealed class LeNetBnDataView : IDataView
+internal sealed class LeNetBnDataView : ITransformCanSaveOnnx
 {
     private readonly LeNetBnTransformer _transformer;
     private readonly IDataView _source;
@@ -25,6 +31,22 @@ internal sealed class LeNetBnDataView : IDataView
     }
 
     public DataViewSchema Schema { get; }
+
+    /// <summary>The view this one scores: where ONNX export's walk back through the chain goes next.</summary>
+    public IDataView Source => _source;
+
+    /// <summary>
+    /// Always true: what the graph cannot express makes <see cref="SaveAsOnnx"/> throw, naming it. A false here would
+    /// only make ML.NET log a warning and leave the network out of the exported file.
+    /// </summary>
+    public bool CanSaveOnnx(OnnxContext ctx) => true;
+
+    /// <summary>Writes the network's nodes, from the feature column's variable to <c>Score</c> and <c>PredictedLabel</c>.</summary>
+    public void SaveAsOnnx(OnnxContext ctx) => _transformer.SaveAsOnnx(ctx, Schema);
+
+    /// <summary>A view is not a model: ML.NET saves the transformer (mlContext.Model.Save), never this view.</summary>
+    void ICanSaveModel.Save(ModelSaveContext ctx) =>
+        throw new NotSupportedException("A LeNet-BN transformed data view cannot be saved as a model; save the transformer with mlContext.Model.Save(model, schema, path).");
 
     // Scores are computed in the order rows are read; a shuffled cursor is left to ML.NET's own shuffling transforms.
     public bool CanShuffle => false;
