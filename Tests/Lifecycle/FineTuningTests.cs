@@ -57,10 +57,16 @@ public sealed class FineTuningTests
         Assert.AreNotSame(s_firstHalf, tuned);
         Assert.AreEqual(before, Accuracy(s_firstHalf), "the starting model is left unchanged");
 
-        // Saves and loads like any other model.
+        // A model loaded from a zip fine-tunes to the same weights, and the result saves and loads like any other.
+        string start = Path.Combine(Path.GetTempPath(), $"mlnetbn-start-{Guid.NewGuid():N}.zip");
         string zip = Path.Combine(Path.GetTempPath(), $"mlnetbn-finetuned-{Guid.NewGuid():N}.zip");
         try
         {
+            s_mlContext.Model.Save(s_firstHalf, s_test.Schema, start);
+            using (var loadedStart = Load(new MLContext(), start))
+            using (var fromLoaded = s_mlContext.MulticlassClassification.Trainers.LeNetBn(options).Fit(s_secondHalf, loadedStart))
+                AssertSameWeights(tuned, fromLoaded, "fine-tuned from the model in memory and from its zip");
+
             s_mlContext.Model.Save(tuned, s_test.Schema, zip);
             using var loaded = Load(s_mlContext, zip);
             AssertSameWeights(tuned, loaded, "the fine-tuned model after a save and load");
@@ -68,6 +74,7 @@ public sealed class FineTuningTests
         }
         finally
         {
+            File.Delete(start);
             File.Delete(zip);
         }
     }
