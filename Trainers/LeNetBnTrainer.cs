@@ -222,7 +222,8 @@ public sealed class LeNetBnTrainer : IEstimator<LeNetBnTransformer>
         /// The settings that decide a run's result, one <c>Name=value</c> line each: a checkpoint is continued only
         /// under the same ones. Not the seed (stored on its own), the device, or what only concerns the returned model.
         /// </summary>
-        internal string TrainingSettings()
+        /// <param name="classCount">The class count the label's key type gives: it shapes the network too.</param>
+        internal string TrainingSettings(int classCount)
         {
             var c = System.Globalization.CultureInfo.InvariantCulture;
             var lines = new (string Name, object? Value)[]
@@ -235,6 +236,7 @@ public sealed class LeNetBnTrainer : IEstimator<LeNetBnTransformer>
                 (nameof(BatchNormEpsilon), BatchNormEpsilon.ToString("R", c)), (nameof(BatchNormMovingVariance), BatchNormMovingVariance?.ToString() ?? "default"),
                 (nameof(ValidationFraction), ValidationFraction.ToString("R", c)), (nameof(RestoreBestEpoch), RestoreBestEpoch),
                 (nameof(EarlyStopping), EarlyStopping?.ToString() ?? "none"), (nameof(NonFiniteFeatures), NonFiniteFeatures),
+                ("Classes", classCount),
             };
             return string.Join("\n", lines.Select(l => $"{l.Name}={l.Value}"));
         }
@@ -384,18 +386,11 @@ public sealed class LeNetBnTrainer : IEstimator<LeNetBnTransformer>
             if (checkpoints.Resume is null)
                 channel.Info(MessageSensitivity.None, $"Writing checkpoints to '{folder.Directory}'" + (o.ResumeFromCheckpoint ? " (none to resume from yet)." : "."));
         }
-        int seed;
-        try
-        {
-            seed = o.Seed ?? checkpoints?.Resume?.State.Seed ?? _host.Rand.Next();
-            if (checkpoints?.Resume is { } resume)
-                CheckResumable(resume, checkpoints, seed);
-        }
-        catch
-        {
-            checkpoints?.Resume?.Model.Dispose();
-            throw;
-        }
+        // The checkpoint's model only lends its weights to the training network; it goes with this Fit.
+        using var resumeModel = checkpoints?.Resume?.Model;
+        int seed = o.Seed ?? checkpoints?.Resume?.State.Seed ?? _host.Rand.Next();
+        if (checkpoints?.Resume is { } resume)
+            CheckResumable(resume, checkpoints, seed);
 
         TrainingSet? validation = validationSet;
         if (validation is null && o.ValidationFraction > 0)
@@ -481,7 +476,7 @@ public sealed class LeNetBnTrainer : IEstimator<LeNetBnTransformer>
             Folder = folder,
             EveryEpochs = o.CheckpointEveryEpochs,
             Keep = o.CheckpointsToKeep,
-            Options = o.TrainingSettings() + $"\nClasses={classCount}",
+            Options = o.TrainingSettings(classCount),
             DataFingerprint = hash.GetHashAndReset(),
             TrainingRows = all.Count,
             ValidationRows = validationSet?.Count ?? 0,
@@ -495,11 +490,12 @@ public sealed class LeNetBnTrainer : IEstimator<LeNetBnTransformer>
     private static void CheckResumable(CheckpointFolder.Loaded resume, CheckpointPlan plan, int seed)
     {
         var state = resume.State;
-        var saved = state.Options.Split('\n').ToDictionary(l => l[..l.IndexOf('=')], l => l[(l.IndexOf('=') + 1)..]);
-        var differences = plan.Options.Split('\n')
-            .Select(l => (Name: l[..l.IndexOf('=')], Now: l[(l.IndexOf('=') + 1)..]))
-            .Where(l => !saved.TryGetValue(l.Name, out var then) || then != l.Now)
-            .Select(l => $"{l.Name} was {saved.GetValueOrDefault(l.Name, "not set")}, is {l.Now} now")
+        static IEnumerable<(string Name, string Value)> Settings(string lines) =>
+            lines.Split('\n').Select(line => line.Split('=', 2)).Select(pair => (pair[0], pair[1]));
+        var saved = Settings(state.Options).ToDictionary(s => s.Name, s => s.Value);
+        var differences = Settings(plan.Options)
+            .Where(now => saved.GetValueOrDefault(now.Name) != now.Value)
+            .Select(now => $"{now.Name} was {saved.GetValueOrDefault(now.Name, "not set")}, is {now.Value} now")
             .ToList();
         if (state.Seed != seed)
             differences.Add($"Seed was {state.Seed}, is {seed} now");

@@ -45,9 +45,6 @@ internal sealed class TrainingDisplay
         _live = console.Profile.Capabilities.Interactive && console.Profile.Capabilities.Ansi;
     }
 
-    /// <summary>The epochs reported so far.</summary>
-    public IReadOnlyList<LeNetBnEpochMetrics> History => _history;
-
     /// <summary>Runs <paramref name="fit"/> (which trains and calls <see cref="EpochEnded"/>) while showing progress.</summary>
     public T Run<T>(Func<T> fit)
     {

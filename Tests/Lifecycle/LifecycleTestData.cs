@@ -31,7 +31,7 @@ internal static class LifecycleTestData
         var b = actual.NetworkForTests.state_dict();
         CollectionAssert.AreEqual(a.Keys.ToList(), b.Keys.ToList(), $"{what}: state dict names");
         foreach (var (name, value) in a)
-            Assert.IsTrue(value.equal(b[name]).all().item<bool>(), $"{what}: '{name}' differs");
+            TensorAssert.AreClose(value, b[name], 0, $"{what}: '{name}'");
     }
 
     /// <summary>The history without timings (which no two runs share).</summary>

@@ -23,7 +23,7 @@ public sealed class DeviceNeutralWeightsTests
         var names = network.state_dict().Keys.ToList();
         using (var scope = NewDisposeScope())
         {
-            var host = ModelWeights.HostStateDict(network);
+            var host = ModelWeights.HostStateDict(network.state_dict());
             CollectionAssert.AreEqual(names, host.Keys.ToList(), "the state dict's names, in its order");
             foreach (var (name, value) in host)
             {

@@ -161,7 +161,7 @@ internal sealed class CheckpointPlan
     /// <summary>Writes the network as an ordinary model zip.</summary>
     public required Action<LeNetBnNetwork, Stream> SaveModel { get; init; }
 
-    /// <summary>The checkpoint to continue from, if any (its model is disposed by the loop once read).</summary>
+    /// <summary>The checkpoint to continue from, if any (Fit disposes its model).</summary>
     public CheckpointFolder.Loaded? Resume { get; init; }
 
     public Action<CheckpointWriteStage>? StageReached { get; init; }

@@ -193,8 +193,7 @@ internal sealed class LeNetBnTrainingLoop
         List<LeNetBnEpochMetrics> history, BestEpoch? best, RunState run)
     {
         var state = resume.State;
-        using (var model = resume.Model)
-            model.CopyWeightsTo(network);
+        resume.Model.CopyWeightsTo(network);
         // TorchSharp puts each momentum buffer on its parameter's device.
         using (var reader = new BinaryReader(new MemoryStream(state.OptimizerState, writable: false)))
             optimizer.load_state_dict(reader);

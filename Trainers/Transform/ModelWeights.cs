@@ -36,7 +36,7 @@ internal static class ModelWeights
         using var buffer = new MemoryStream();
         using (NewDisposeScope())
         using (var bytesWriter = new BinaryWriter(buffer, System.Text.Encoding.UTF8, leaveOpen: true))
-            nn.Module.save_state_dict(bytesWriter, HostCopies(state));
+            nn.Module.save_state_dict(bytesWriter, HostStateDict(state));
         if (buffer.Length > MaxBytes)
             throw new InvalidOperationException(
                 $"The network's weights take {buffer.Length:N0} bytes, more than the {MaxBytes:N0} a LeNet-BN model file may hold.");
@@ -53,9 +53,7 @@ internal static class ModelWeights
     /// TorchSharp would copy a CUDA tensor to the host when saving anyway; doing it here keeps that promise ours.
     /// The tensors belong to the caller's dispose scope.
     /// </summary>
-    internal static Dictionary<string, Tensor> HostStateDict(LeNetBnNetwork network) => HostCopies(network.state_dict());
-
-    private static Dictionary<string, Tensor> HostCopies(Dictionary<string, Tensor> state)
+    internal static Dictionary<string, Tensor> HostStateDict(Dictionary<string, Tensor> state)
     {
         var host = new Dictionary<string, Tensor>();
         using (no_grad())
